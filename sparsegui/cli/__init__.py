@@ -1,0 +1,99 @@
+"""The ``sparsegui`` command: ``sparsegui [PATH]`` opens the app; ``inspect`` and ``apply`` run headless."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import NoReturn
+
+from sparsegui import __version__
+from sparsegui.core.errors import SparseGUIError
+
+SUBCOMMANDS = ("inspect", "apply", "methods", "devices")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports bad usage as one ``error: …`` line and exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        sys.stderr.write(f"error: {message} (see '{self.prog} --help')\n")
+        raise SystemExit(2)
+
+
+def _add_source(parser: argparse.ArgumentParser, required: bool = True) -> None:
+    parser.add_argument("path", nargs="?", help="checkpoint: .pt/.pth/.bin, .safetensors(.index.json), .h5, …")
+    parser.add_argument("--demo", metavar="NAME", help="a built-in demo model: lenet, resnet, transformer")
+    parser.add_argument("--key", help="which state_dict of a training checkpoint (e.g. 'ema' or 'model/state_dict')")
+    parser.add_argument("--arch", metavar="PKG.MODULE:FACTORY", help="build this architecture and load into it")
+    parser.add_argument("--arch-kwargs", metavar="JSON", help="keyword arguments for the factory, as JSON")
+    parser.add_argument("--arch-path", metavar="DIR", help="a folder to import the architecture from")
+    parser.add_argument("--trust", action="store_true", help="allow files that run code (pickled modules, "
+                        "TorchScript, .pt2): only for files you trust")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="sparsegui", description="See and shape sparsity in PyTorch checkpoints.")
+    parser.add_argument("--version", action="version", version=f"sparsegui {__version__}")
+    sub = parser.add_subparsers(dest="command", parser_class=_Parser)
+    inspect = sub.add_parser("inspect", help="print the module tree with sparsity")
+    _add_source(inspect)
+    inspect.add_argument("--json", action="store_true", help="print one JSON object for programs")
+    apply = sub.add_parser("apply", help="replay a recipe and export the result")
+    apply.add_argument("recipe", help="a JSON recipe {\"steps\": [...]}")
+    _add_source(apply)
+    apply.add_argument("-o", "--output", required=True, help="where to write (.pt, .pth, .safetensors, .h5)")
+    apply.add_argument("--keep-masks", action="store_true", help="export *_orig/*_mask instead of a clean state_dict")
+    apply.add_argument("--masks-out", metavar="FILE", help="also write the masks alone to FILE")
+    apply.add_argument("--device", default="cpu", help="where to prune: cpu, cuda, cuda:N, mps")
+    sub.add_parser("methods", help="list the pruning methods, plugins included")
+    sub.add_parser("devices", help="list the devices a model can move to")
+    return parser
+
+
+def build_gui_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="sparsegui", description="Open the SparseGUI desktop app.",
+                     epilog=f"subcommands: {', '.join(SUBCOMMANDS)} (sparsegui COMMAND --help)")
+    parser.add_argument("--version", action="version", version=f"sparsegui {__version__}")
+    _add_source(parser)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    try:
+        if args_list and args_list[0] in SUBCOMMANDS:
+            from sparsegui.cli.commands import run_command
+
+            return run_command(build_parser().parse_args(args_list))
+        if args_list and args_list[0] in ("-h", "--help") and len(args_list) == 1:
+            build_parser().print_help()
+            return 0
+        from sparsegui.cli.commands import open_app
+
+        return open_app(build_gui_parser().parse_args(args_list))
+    except SparseGUIError as exc:
+        sys.stderr.write(f"error: {exc}\n")
+        return 2
+    except OSError as exc:
+        sys.stderr.write(f"error: {exc}\n")
+        return 2
+    except KeyboardInterrupt:
+        sys.stderr.write("error: interrupted\n")
+        return 130
+    except Exception as exc:
+        if os.environ.get("SPARSEGUI_DEBUG"):
+            raise
+        sys.stderr.write(f"error: unexpected {type(exc).__name__}: {exc} (set SPARSEGUI_DEBUG=1 for details)\n")
+        return 1
+
+
+def print_json(value: object) -> None:
+    json.dump(value, sys.stdout, indent=2)
+    sys.stdout.write("\n")
+
+
+__all__ = ["Path", "build_parser", "main", "print_json"]

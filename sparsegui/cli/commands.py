@@ -1,0 +1,101 @@
+"""What each ``sparsegui`` subcommand does, on the same core the app uses."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from sparsegui.core.demos import DEFAULT_DEMO
+from sparsegui.core.devices import list_devices
+from sparsegui.core.document import Document
+from sparsegui.core.errors import LoadError
+from sparsegui.core.loading import LoadOptions, parse_arch_kwargs
+from sparsegui.core.methods import available_methods
+from sparsegui.core.recipe import apply_recipe, load_recipe
+
+
+def open_document(args: argparse.Namespace, default_demo: bool = False) -> Document:
+    """The model named on the command line: a file (with --key/--arch/--trust) or a demo."""
+    if args.path and args.demo:
+        raise LoadError("give either a PATH or --demo NAME, not both")
+    if args.demo or (not args.path and default_demo):
+        if args.key or args.arch:
+            raise LoadError("--key and --arch apply to files, not to demo models")
+        return Document.demo(args.demo or DEFAULT_DEMO)
+    if not args.path:
+        raise LoadError("no model given: pass a PATH or --demo NAME")
+    options = LoadOptions(
+        key=args.key, arch=args.arch, arch_kwargs=parse_arch_kwargs(args.arch_kwargs), arch_path=args.arch_path,
+        trust=args.trust,
+    )
+    return Document.open(args.path, options)
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    from sparsegui.cli import print_json
+    from sparsegui.cli.table import render
+
+    report = open_document(args).report()
+    if args.json:
+        print_json(report.to_json())
+    else:
+        print(render(report))
+    return 0
+
+
+def cmd_apply(args: argparse.Namespace) -> int:
+    recipe_path = Path(args.recipe)
+    recipe = load_recipe(recipe_path)
+    doc = open_document(args)
+    if args.device != "cpu":
+        doc.move_to(args.device)
+    steps = apply_recipe(doc, recipe, base_dir=recipe_path.parent.resolve())
+    if args.device != "cpu":
+        doc.move_to("cpu")
+    written = doc.export(args.output, keep_masks=args.keep_masks)
+    if args.masks_out:
+        doc.export_masks(args.masks_out)
+    report = doc.report()
+    print(
+        f"applied {steps} step(s); wrote {written} "
+        f"({report.parameters:,} parameters, sparsity {report.sparsity * 100:.2f}%)"
+    )
+    return 0
+
+
+def cmd_methods(_: argparse.Namespace) -> int:
+    for name, spec in available_methods().items():
+        settings = [s for s, on in (("amount", spec.takes_amount), ("n", spec.takes_n), ("dim", spec.takes_dim),
+                                    ("mask", spec.takes_mask), ("seed", spec.random)) if on]
+        print(f"{name:22} {spec.origin:28} {', '.join(settings):22} {spec.description}")
+    return 0
+
+
+def cmd_devices(_: argparse.Namespace) -> int:
+    for device in list_devices():
+        memory = f"{device.total_memory / 2**30:.1f} GiB" if device.total_memory else ""
+        print(f"{device.id:8} {device.name}  {memory}")
+    return 0
+
+
+def run_command(args: argparse.Namespace) -> int:
+    handlers = {"inspect": cmd_inspect, "apply": cmd_apply, "methods": cmd_methods, "devices": cmd_devices}
+    return handlers[args.command](args)
+
+
+def open_app(args: argparse.Namespace) -> int:
+    """Open the desktop app on PATH (or the demo); without the GUI package, print the model's inspection."""
+    try:
+        from sparsegui.gui.app import run_app  # type: ignore[import-not-found]
+    except ModuleNotFoundError as exc:
+        if not exc.name or not exc.name.startswith("sparsegui.gui"):
+            raise
+        from sparsegui.cli.table import render
+
+        doc = open_document(args, default_demo=True)
+        print(render(doc.report()))
+        print("\n(the desktop window is not part of this version yet; this is the model it would open)",
+              file=sys.stderr)
+        return 0
+    return int(run_app(args))

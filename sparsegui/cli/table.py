@@ -1,0 +1,67 @@
+"""The human-readable ``sparsegui inspect`` table."""
+
+from __future__ import annotations
+
+from sparsegui.core.inspection import HookInfo, ModelReport
+
+
+def _shape(shape: list[int]) -> str:
+    return "×".join(map(str, shape)) if shape else "scalar"
+
+
+def _method(record: dict[str, object]) -> str:
+    settings = ", ".join(f"{k}={v}" for k, v in record.items() if k != "class")
+    return f"{record['class']}({settings})"
+
+
+def _pruning(hooks: list[HookInfo], tensor: str) -> str:
+    for hook in hooks:
+        if hook.tensor == tensor and hook.methods:
+            return " → ".join(_method(m) for m in hook.methods)
+    return ""
+
+
+def source_line(report: ModelReport) -> str:
+    src = report.source
+    origin = f"{src['demo']} (demo)" if src.get("demo") else f"{src.get('path')} ({src.get('format')})"
+    if src.get("key"):
+        origin += f" key {src['key']!r}"
+    if src.get("prefix"):
+        origin += f" prefix {src['prefix']!r}"
+    if src.get("arch"):
+        origin += f" arch {src['arch']}"
+    elif src.get("inferred"):
+        origin += ", module tree rebuilt from keys (kinds guessed)"
+    return (
+        f"{origin}\n{report.parameters:,} parameters, {report.zeros:,} zeros, "
+        f"sparsity {report.sparsity * 100:.2f}%"
+    )
+
+
+def render(report: ModelReport) -> str:
+    """A table of every tensor, its module, shape, zeros, sparsity and pruning history."""
+    header = ("MODULE", "TYPE", "TENSOR", "SHAPE", "NUMEL", "ZEROS", "SPARSITY", "PRUNING")
+    rows: list[tuple[str, ...]] = []
+    notes: list[str] = []
+    for module in report.modules:
+        for tensor in module.tensors:
+            rows.append((
+                module.name or "(root)", module.type, tensor.name, _shape(tensor.shape), f"{tensor.numel:,}",
+                f"{tensor.zeros:,}", f"{tensor.sparsity * 100:.2f}%", _pruning(module.hooks, tensor.name),
+            ))
+        for hook in module.hooks:
+            if hook.tensor is None:
+                notes.append(f"  {module.name or '(root)'}: {hook.kind} hook {hook.cls}")
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header) - 1)]
+    right = {4, 5, 6}
+
+    def line(row: tuple[str, ...]) -> str:
+        cells = [c.rjust(widths[i]) if i in right else c.ljust(widths[i]) for i, c in enumerate(row[:-1])]
+        return ("  ".join(cells) + "  " + row[-1]).rstrip()
+
+    out = [source_line(report), "", line(header), *map(line, rows)]
+    for warning in report.source.get("warnings", []):
+        out.append(f"warning: {warning}")
+    if notes:
+        out += ["", "other hooks:", *notes]
+    return "\n".join(out)

@@ -1,0 +1,69 @@
+"""Validating pruning settings before anything changes, with errors that name the bad value."""
+
+from __future__ import annotations
+
+import math
+import numbers
+
+import torch
+
+from sparsegui.core.errors import PruneError
+
+Amount = int | float
+
+
+def parse_amount(text: str) -> Amount:
+    """``"30%"`` → 0.3, ``"0.3"`` → 0.3, ``"3"`` → 3 (a count of entries)."""
+    raw = text.strip()
+    try:
+        if raw.endswith("%"):
+            return float(raw[:-1]) / 100.0
+        if raw.lstrip("+-").isdigit():
+            return int(raw)
+        return float(raw)
+    except ValueError as exc:
+        raise PruneError(f"amount {text!r} is not a number, a percentage or a count") from exc
+
+
+def check_amount_value(amount: object) -> Amount:
+    """An amount is a fraction in [0, 1] (float) or a count ≥ 0 (int)."""
+    if isinstance(amount, bool) or not isinstance(amount, numbers.Real):
+        raise PruneError(f"amount={amount!r} must be a fraction in [0, 1] or a whole number of entries")
+    if isinstance(amount, numbers.Integral):
+        if amount < 0:
+            raise PruneError(f"amount={amount} must not be negative")
+        return int(amount)
+    value = float(amount)
+    if not math.isfinite(value) or value < 0.0 or value > 1.0:
+        raise PruneError(f"amount={amount!r} must be a fraction in [0, 1] (or a whole count of entries)")
+    return value
+
+
+def check_amount_fits(amount: Amount, size: int, what: str) -> None:
+    """A count may not exceed the number of units (entries or channels) it prunes from."""
+    if isinstance(amount, int) and amount > size:
+        raise PruneError(f"amount={amount} is more than the {size} {what}")
+
+
+def check_dim(dim: object, tensor: torch.Tensor, name: str) -> int:
+    if isinstance(dim, bool) or not isinstance(dim, numbers.Integral):
+        raise PruneError(f"dim={dim!r} must be an integer")
+    ndim = tensor.dim()
+    if ndim == 0 or not -ndim <= int(dim) < ndim:
+        raise PruneError(f"dim={dim} does not exist on {name} of shape {list(tensor.shape)}")
+    return int(dim)
+
+
+def check_n(n: object) -> int | float | str:
+    """The norm order of ``ln_structured``: a number, ``inf``/``-inf``, ``"fro"`` or ``"nuc"``."""
+    if isinstance(n, str):
+        if n in ("fro", "nuc"):
+            return n
+        if n in ("inf", "-inf"):
+            return float(n)
+        raise PruneError(f"n={n!r} must be a number, 'inf', '-inf', 'fro' or 'nuc'")
+    if isinstance(n, bool) or not isinstance(n, numbers.Real):
+        raise PruneError(f"n={n!r} must be a number (the order of the norm)")
+    if isinstance(n, numbers.Integral):
+        return int(n)
+    return float(n)

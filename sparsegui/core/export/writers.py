@@ -1,0 +1,120 @@
+"""File writers chosen by extension: ``.pt``/``.pth``/``.bin`` (torch), ``.safetensors``, ``.h5``/``.hdf5``."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import h5py
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from sparsegui import __version__
+from sparsegui.core.errors import ExportError
+from sparsegui.core.export.atomic import atomic_write
+from sparsegui.core.h5format import FORMAT_NAME, FORMAT_VERSION, write_tensor
+from sparsegui.core.loading.safetensors_files import KEY_ORDER_METADATA
+
+EXTENSIONS = {".pt": "torch", ".pth": "torch", ".bin": "torch", ".safetensors": "safetensors",
+              ".h5": "hdf5", ".hdf5": "hdf5"}
+
+TensorAttrs = Mapping[str, Mapping[str, Any]]
+
+
+def format_for(path: Path) -> str:
+    fmt = EXTENSIONS.get(path.suffix.lower())
+    if fmt is None:
+        raise ExportError(f"{path.name}: unknown export format {path.suffix!r}; use {', '.join(EXTENSIONS)}")
+    return fmt
+
+
+def _write_torch(path: Path, state: Mapping[str, torch.Tensor]) -> None:
+    torch.save(dict(state), str(path))
+
+
+def _verify_torch(path: Path, state: Mapping[str, torch.Tensor]) -> None:
+    loaded = torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
+    _same_keys(path, list(loaded), state)
+
+
+def _unshared(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """safetensors refuses tensors that share memory: give each its own contiguous storage."""
+    out: dict[str, torch.Tensor] = {}
+    seen: set[tuple[int, int]] = set()
+    for key, tensor in state.items():
+        tensor = tensor.detach().to("cpu")
+        ident = (tensor.untyped_storage().data_ptr(), tensor.untyped_storage().nbytes())
+        if ident in seen or not tensor.is_contiguous() or tensor.numel() * tensor.element_size() != ident[1]:
+            tensor = tensor.contiguous().clone()
+        seen.add((tensor.untyped_storage().data_ptr(), tensor.untyped_storage().nbytes()))
+        out[key] = tensor
+    return out
+
+
+def _write_safetensors(path: Path, state: Mapping[str, torch.Tensor], metadata: Mapping[str, str]) -> None:
+    meta = {"format": "pt", "producer": f"sparsegui {__version__}", KEY_ORDER_METADATA: json.dumps(list(state))}
+    meta.update(metadata)
+    save_file(_unshared(state), str(path), metadata=meta)
+
+
+def _verify_safetensors(path: Path, state: Mapping[str, torch.Tensor]) -> None:
+    with safe_open(str(path), framework="pt") as handle:
+        _same_keys(path, list(handle.keys()), state)
+
+
+def _write_hdf5(
+    path: Path, state: Mapping[str, torch.Tensor], attrs: TensorAttrs, contents: str, masks: set[str]
+) -> None:
+    with h5py.File(path, "w") as h5:
+        h5.attrs["sparsegui_format"] = FORMAT_NAME
+        h5.attrs["sparsegui_version"] = FORMAT_VERSION
+        h5.attrs["producer"] = f"sparsegui {__version__}"
+        h5.attrs["contents"] = contents
+        h5.attrs["key_order"] = json.dumps(list(state))
+        for key, tensor in state.items():
+            group_path, _, name = key.rpartition(".")
+            group = h5.require_group(group_path.replace(".", "/")) if group_path else h5
+            write_tensor(group, name, tensor, as_mask=key in masks, attrs=dict(attrs.get(key, {})))
+
+
+def _verify_hdf5(path: Path, state: Mapping[str, torch.Tensor]) -> None:
+    with h5py.File(path, "r") as h5:
+        _same_keys(path, json.loads(h5.attrs["key_order"]), state)
+
+
+def _same_keys(path: Path, written: list[str], state: Mapping[str, torch.Tensor]) -> None:
+    if sorted(written) != sorted(state):
+        raise ExportError(f"{path.name}: the written file does not hold the expected tensors")
+
+
+def write_state_dict(
+    path: str | Path,
+    state: Mapping[str, torch.Tensor],
+    *,
+    attrs: TensorAttrs | None = None,
+    metadata: Mapping[str, str] | None = None,
+    masks: set[str] | None = None,
+    contents: str = "state_dict",
+) -> Path:
+    """Write ``state`` atomically in the format the extension names, then check it reads back."""
+    path = Path(path)
+    fmt = format_for(path)
+    if fmt == "torch":
+        return atomic_write(path, lambda p: _write_torch(p, state), lambda p: _verify_torch(p, state))
+    if fmt == "safetensors":
+        return atomic_write(
+            path, lambda p: _write_safetensors(p, state, metadata or {}), lambda p: _verify_safetensors(p, state)
+        )
+    return atomic_write(
+        path,
+        lambda p: _write_hdf5(p, state, attrs or {}, contents, masks or set()),
+        lambda p: _verify_hdf5(p, state),
+    )
+
+
+def write_masks(path: str | Path, masks: Mapping[str, torch.Tensor]) -> Path:
+    """Write masks alone (bool tensors keyed by qualified tensor name); HDF5 bit-packs them."""
+    return write_state_dict(path, masks, masks=set(masks), contents="masks")

@@ -1,0 +1,135 @@
+"""Open a model from a demo name or a file; the loader is chosen from the file's content."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from sparsegui.core.demos import DEFAULT_DEMO, build_demo
+from sparsegui.core.errors import LoadError
+from sparsegui.core.loading.arch import load_into_architecture
+from sparsegui.core.loading.hdf5_files import load_hdf5
+from sparsegui.core.loading.rebuild import apply_saved_masks, rebuild_model
+from sparsegui.core.loading.safetensors_files import load_safetensors, load_sharded
+from sparsegui.core.loading.sniff import Format, sniff
+from sparsegui.core.loading.source import SourceInfo
+from sparsegui.core.loading.statedicts import choose_state_dict, split_pruned, strip_wrapper_prefix
+from sparsegui.core.loading.torch_files import load_torch_file
+from sparsegui.core.loading.trusted import (
+    load_exported_program,
+    load_torchscript,
+    name_kinds,
+    require_trust,
+)
+
+__all__ = ["Format", "LoadOptions", "LoadedModel", "SourceInfo", "load_demo", "load_model", "sniff"]
+
+
+@dataclass
+class LoadOptions:
+    """How to open a file: which state_dict (``key``), which architecture, and whether code may run."""
+
+    key: str | None = None
+    arch: str | None = None
+    arch_kwargs: dict[str, Any] = field(default_factory=dict)
+    arch_path: str | None = None
+    trust: bool = False
+
+
+@dataclass
+class LoadedModel:
+    model: nn.Module
+    source: SourceInfo
+
+
+def load_demo(name: str = DEFAULT_DEMO) -> LoadedModel:
+    model = build_demo(name)
+    source = SourceInfo(format="demo", demo=name, key_order=list(model.state_dict()))
+    return LoadedModel(model, source)
+
+
+def _from_state_dict(
+    state: Mapping[str, torch.Tensor], source: SourceInfo, options: LoadOptions, filename: str
+) -> nn.Module:
+    """Build the model for a state_dict: the real architecture if given, else a tree rebuilt from the keys."""
+    stripped, source.prefix = strip_wrapper_prefix(state)
+    clean, masks = split_pruned(stripped)
+    source.key_order = list(clean)
+    if options.arch:
+        model, source.missing_keys, source.unexpected_keys = load_into_architecture(
+            options.arch, options.arch_kwargs, options.arch_path, clean
+        )
+        source.arch = options.arch
+        if source.unexpected_keys:
+            source.warnings.append(f"{len(source.unexpected_keys)} key(s) not used by the architecture")
+    else:
+        model = rebuild_model(clean, filename)
+        source.inferred = True
+    apply_saved_masks(model, masks, filename)
+    return model
+
+
+def _from_module(model: nn.Module, source: SourceInfo) -> nn.Module:
+    source.key_order = list(model.state_dict())
+    return model.eval()
+
+
+def load_model(path: str | Path, options: LoadOptions | None = None) -> LoadedModel:
+    """Open ``path`` as a model. Raises :class:`LoadError` (or :class:`TrustRequired`) with a one-line message."""
+    options = options or LoadOptions()
+    path = Path(path)
+    if not path.exists():
+        raise LoadError(f"{path}: no such file")
+    fmt = sniff(path)
+    source = SourceInfo(path=str(path), format=fmt.value, trusted=options.trust)
+    name = path.name
+    if fmt in (Format.TORCH_ZIP, Format.TORCH_LEGACY):
+        obj = load_torch_file(path, fmt, options.trust)
+        if isinstance(obj, nn.Module):
+            return LoadedModel(_from_module(obj, source), source)
+        if isinstance(obj, Mapping) and options.trust:
+            modules = {k: v for k, v in obj.items() if isinstance(v, nn.Module)}
+            chosen = options.key if options.key in modules else next(iter(modules), None)
+            if chosen is not None and (options.key is None or options.key in modules):
+                source.key, source.candidates = str(chosen), [str(k) for k in modules]
+                return LoadedModel(_from_module(modules[chosen], source), source)
+        source.key, state, source.candidates = choose_state_dict(obj, options.key, name)
+        return LoadedModel(_from_state_dict(state, source, options, name), source)
+    if fmt is Format.SAFETENSORS:
+        state, source.metadata = load_safetensors(path)
+    elif fmt is Format.SAFETENSORS_INDEX:
+        state, source.metadata = load_sharded(path)
+    elif fmt is Format.HDF5:
+        state, attrs = load_hdf5(path)
+        source.metadata = {k: str(v) for k, v in attrs.items()}
+    else:
+        require_trust(path, fmt, options.trust)
+        loader = load_torchscript if fmt is Format.TORCHSCRIPT else load_exported_program
+        state, kinds = loader(path)
+        model = _from_state_dict(state, source, options, name)
+        name_kinds(model, kinds)
+        return LoadedModel(model, source)
+    if options.key not in (None, ""):
+        raise LoadError(f"{name}: --key {options.key!r} applies only to torch checkpoints holding several dicts")
+    if not state:
+        raise LoadError(f"{name}: the file holds no tensors")
+    return LoadedModel(_from_state_dict(state, source, options, name), source)
+
+
+def parse_arch_kwargs(text: str | None) -> dict[str, Any]:
+    """Parse ``--arch-kwargs`` JSON (an object)."""
+    if not text:
+        return {}
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise LoadError(f"--arch-kwargs is not valid JSON: {exc}") from exc
+    if not isinstance(value, dict):
+        raise LoadError("--arch-kwargs must be a JSON object, e.g. '{\"num_classes\": 10}'")
+    return value

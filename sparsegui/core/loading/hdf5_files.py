@@ -1,0 +1,69 @@
+"""Reading HDF5 files: SparseGUI's own layout and plain files whose groups/datasets map to modules/tensors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import h5py
+import numpy as np
+import torch
+
+from sparsegui.core.errors import LoadError
+from sparsegui.core.h5format import FORMAT_NAME, read_tensor
+
+_ALLOWED_FILTERS = {"gzip", "lzf", "shuffle", "fletcher32", "scaleoffset"}
+
+
+def _check_dataset(dset: h5py.Dataset, key: str, file_size: int, filename: str) -> None:
+    """Refuse datasets that would read other files or more data than the file can hold."""
+    if dset.external:
+        raise LoadError(f"{filename}: dataset {key!r} reads external files; refused")
+    if dset.is_virtual:
+        raise LoadError(f"{filename}: dataset {key!r} is a virtual dataset; refused")
+    plist = dset.id.get_create_plist()
+    for i in range(plist.get_nfilters()):
+        filter_id = plist.get_filter(i)[0]
+        if filter_id not in (1, 2, 3, 6, 32000) and filter_id not in h5py.filters.encode:
+            raise LoadError(f"{filename}: dataset {key!r} needs unknown filter plugin {filter_id}; refused")
+    if dset.dtype.kind not in "biufc":
+        raise LoadError(f"{filename}: dataset {key!r} holds {dset.dtype}, not numbers")
+    declared = int(np.prod(dset.shape, dtype=np.int64)) * dset.dtype.itemsize if dset.shape else dset.dtype.itemsize
+    if dset.compression is None and declared > file_size:
+        raise LoadError(f"{filename}: dataset {key!r} declares {declared} bytes but the file has {file_size}")
+    if declared > 64 * 1024**3:
+        raise LoadError(f"{filename}: dataset {key!r} declares {declared} bytes; refused")
+
+
+def load_hdf5(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, object]]:
+    """Return (state_dict, root attributes) from an HDF5 file."""
+    file_size = path.stat().st_size
+    try:
+        with h5py.File(path, "r") as h5:
+            attrs = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in h5.attrs.items()}
+            ours = attrs.get("sparsegui_format") == FORMAT_NAME
+            items: list[tuple[str, h5py.Dataset]] = []
+
+            def visit(name: str, link: object) -> None:
+                if isinstance(link, (h5py.ExternalLink, h5py.SoftLink)):
+                    raise LoadError(f"{path.name}: {name!r} is a link to elsewhere; refused")
+
+            h5.visit_links(lambda name: visit(name, h5.get(name, getlink=True)))
+
+            def collect(name: str, obj: object) -> None:
+                if isinstance(obj, h5py.Dataset):
+                    items.append((name.replace("/", "."), obj))
+
+            h5.visititems(collect)
+            state: dict[str, torch.Tensor] = {}
+            for key, dset in items:
+                _check_dataset(dset, key, file_size, path.name)
+                state[key] = read_tensor(dset)
+            if ours and "key_order" in attrs:
+                order = [k for k in json.loads(str(attrs["key_order"])) if k in state]
+                state = {k: state[k] for k in order + [k for k in state if k not in set(order)]}
+            return state, attrs
+    except LoadError:
+        raise
+    except Exception as exc:
+        raise LoadError(f"{path.name}: unreadable HDF5 file ({type(exc).__name__}: {exc})") from exc

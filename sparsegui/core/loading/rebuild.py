@@ -1,0 +1,95 @@
+"""Rebuild a module tree from dotted state_dict keys when no architecture code is at hand.
+
+Each key prefix becomes an :class:`InferredModule` holding its own tensors, so ``torch.nn.utils.prune`` works on it
+unchanged; a best guess of each module's kind (``Conv2d``, ``Linear``…) is kept for display and type filters.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+from torch import nn
+from torch.nn.utils import prune
+
+from sparsegui.core.errors import LoadError
+from sparsegui.core.kinds import guess_kind, is_buffer_name
+
+
+class InferredModule(nn.Module):
+    """A module rebuilt from a state_dict: it holds tensors but has no forward (its code is unknown)."""
+
+    def __init__(self, kind: str = "Module") -> None:
+        super().__init__()
+        self.kind = kind
+
+    def forward(self, *args: object, **kwargs: object) -> torch.Tensor:
+        raise NotImplementedError(
+            "this model was rebuilt from a state_dict and has no forward; open it with an architecture (--arch)"
+        )
+
+    def extra_repr(self) -> str:
+        return f"kind={self.kind}"
+
+
+def _split_key(key: str) -> tuple[str, str]:
+    module_path, _, name = key.rpartition(".")
+    if not name or (module_path and any(part == "" for part in module_path.split("."))):
+        raise LoadError(f"state_dict key {key!r} is not a dotted module path")
+    return module_path, name
+
+
+def rebuild_model(state: Mapping[str, torch.Tensor], filename: str) -> nn.Module:
+    """Build an :class:`InferredModule` tree holding every tensor of ``state`` at its dotted key."""
+    groups: dict[str, dict[str, torch.Tensor]] = {}
+    for key, tensor in state.items():
+        module_path, name = _split_key(key)
+        groups.setdefault(module_path, {})[name] = tensor
+    root = InferredModule()
+    modules: dict[str, nn.Module] = {"": root}
+
+    def module_at(path: str) -> nn.Module:
+        if path in modules:
+            return modules[path]
+        parent_path, _, leaf = path.rpartition(".")
+        parent = module_at(parent_path)
+        child = InferredModule()
+        try:
+            parent.add_module(leaf, child)
+        except KeyError as exc:
+            raise LoadError(f"{filename}: key prefix {path!r} is both a tensor and a module") from exc
+        modules[path] = child
+        return child
+
+    for path, tensors in groups.items():
+        module = module_at(path)
+        for name, tensor in tensors.items():
+            try:
+                if is_buffer_name(name, tensor):
+                    module.register_buffer(name, tensor)
+                else:
+                    module.register_parameter(name, nn.Parameter(tensor, requires_grad=False))
+            except (KeyError, TypeError) as exc:
+                raise LoadError(f"{filename}: cannot hold tensor {path + '.' if path else ''}{name}: {exc}") from exc
+    for path, module in modules.items():
+        assert isinstance(module, InferredModule)
+        module.kind = guess_kind(path, groups.get(path, {}), has_children=bool(module._modules))
+    return root
+
+
+def apply_saved_masks(model: nn.Module, masks: Mapping[str, torch.Tensor], filename: str) -> None:
+    """Re-create torch's pruning reparametrization for masks saved next to ``X_orig`` (via ``custom_from_mask``)."""
+    for key, mask in masks.items():
+        module_path, name = _split_key(key)
+        try:
+            module = model.get_submodule(module_path)
+        except AttributeError as exc:
+            raise LoadError(f"{filename}: mask {key}_mask has no module {module_path!r}") from exc
+        target = getattr(module, name, None)
+        if not isinstance(target, torch.Tensor):
+            raise LoadError(f"{filename}: mask {key}_mask has no tensor {key}")
+        if tuple(mask.shape) != tuple(target.shape):
+            raise LoadError(
+                f"{filename}: mask {key}_mask has shape {list(mask.shape)} but {key} has {list(target.shape)}"
+            )
+        prune.custom_from_mask(module, name, mask.to(device=target.device))

@@ -1,0 +1,54 @@
+"""Reading safetensors files, single or sharded (``*.safetensors.index.json``)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError, safe_open
+
+from sparsegui.core.errors import LoadError
+
+KEY_ORDER_METADATA = "sparsegui_key_order"
+
+
+def load_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Return (tensors in the file's order, or the order SparseGUI recorded; metadata)."""
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as handle:
+            metadata = dict(handle.metadata() or {})
+            keys = list(handle.keys())
+            order = json.loads(metadata[KEY_ORDER_METADATA]) if KEY_ORDER_METADATA in metadata else []
+            ordered = [k for k in order if k in set(keys)] + [k for k in keys if k not in set(order)]
+            return {k: handle.get_tensor(k) for k in ordered}, metadata
+    except (SafetensorError, OSError, ValueError, json.JSONDecodeError) as exc:
+        raise LoadError(f"{path.name}: corrupt safetensors file ({exc})") from exc
+    except BaseException as exc:  # a Rust panic (PanicException) derives from BaseException
+        if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+            raise
+        raise LoadError(f"{path.name}: corrupt safetensors file ({type(exc).__name__}: {exc})") from exc
+
+
+def load_sharded(index_path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Load every shard an index names, in the index's ``weight_map`` order."""
+    try:
+        index = json.loads(index_path.read_text(encoding="utf-8"))
+        weight_map = index["weight_map"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise LoadError(f"{index_path.name}: unreadable shard index ({exc})") from exc
+    shards: dict[str, dict[str, torch.Tensor]] = {}
+    for shard in dict.fromkeys(weight_map.values()):
+        shard_path = (index_path.parent / str(shard)).resolve()
+        if shard_path.parent != index_path.parent.resolve():
+            raise LoadError(f"{index_path.name}: shard {shard!r} is outside the index's folder; refused")
+        if not shard_path.exists():
+            raise LoadError(f"{index_path.name}: shard {shard!r} is missing")
+        shards[shard], _ = load_safetensors(shard_path)
+    state: dict[str, torch.Tensor] = {}
+    for key, shard in weight_map.items():
+        if key not in shards[shard]:
+            raise LoadError(f"{index_path.name}: {key!r} is not in shard {shard!r}")
+        state[key] = shards[shard][key]
+    metadata = {k: str(v) for k, v in (index.get("metadata") or {}).items()}
+    return state, metadata

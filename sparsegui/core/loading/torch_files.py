@@ -1,0 +1,66 @@
+"""Loading ``torch.save`` files safely: ``weights_only=True`` always, memory-mapped for zip checkpoints."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from sparsegui.core.errors import LoadError, TrustRequired
+from sparsegui.core.loading.pickles import pickle_globals, unsafe_globals
+from sparsegui.core.loading.sniff import Format
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text and text[0] else type(exc).__name__
+
+
+def _trust_message(path: Path, wanted: list[str], what: str) -> str:
+    shown = ", ".join(wanted[:6]) + ("…" if len(wanted) > 6 else "") if wanted else "unknown code"
+    return f"{path.name}: {what} runs code from the file when opened ({shown}); open it only if you trust it (--trust)"
+
+
+def wanted_imports(path: Path, fmt: Format) -> list[str]:
+    """What opening ``path`` would import, read without running anything."""
+    if fmt is Format.TORCH_ZIP:
+        try:
+            return list(torch.serialization.get_unsafe_globals_in_checkpoint(str(path)))
+        except Exception as exc:
+            raise LoadError(f"{path.name}: corrupt or truncated checkpoint ({_first_line(exc)})") from exc
+    return unsafe_globals(pickle_globals(path.read_bytes()))
+
+
+def load_torch_file(path: Path, fmt: Format, trust: bool) -> Any:
+    """``torch.load`` ``path`` without running code from it (unless ``trust``); errors become :class:`LoadError`."""
+    if fmt is Format.TORCH_ZIP:
+        wanted = wanted_imports(path, fmt)
+        if wanted and not trust:
+            raise TrustRequired(_trust_message(path, wanted, "a pickled Python object"), wanted)
+        if wanted:
+            return _trusted_load(path)
+    try:
+        return torch.load(
+            str(path), map_location="cpu", weights_only=True, mmap=fmt is Format.TORCH_ZIP
+        )
+    except pickle.UnpicklingError as exc:
+        if fmt is Format.TORCH_LEGACY and "weights only" in str(exc).lower().replace("_", " "):
+            wanted = wanted_imports(path, fmt)
+            if not trust:
+                raise TrustRequired(_trust_message(path, wanted, "a pickled Python object"), wanted) from exc
+            return _trusted_load(path)
+        raise LoadError(f"{path.name}: corrupt or unreadable checkpoint ({_first_line(exc)})") from exc
+    except MemoryError as exc:
+        raise LoadError(f"{path.name}: not enough memory to load it") from exc
+    except Exception as exc:
+        raise LoadError(f"{path.name}: corrupt or truncated checkpoint ({_first_line(exc)})") from exc
+
+
+def _trusted_load(path: Path) -> Any:
+    """Full unpickling, only ever reached after the user's explicit trust step."""
+    try:
+        return torch.load(str(path), map_location="cpu", weights_only=False)
+    except Exception as exc:
+        raise LoadError(f"{path.name}: failed to load even with trust ({_first_line(exc)})") from exc

@@ -1,0 +1,126 @@
+"""Recipes: the history as JSON ``{"steps": [...]}`` that replays to identical masks.
+
+A step is ``{"op": "prune", "method", "targets", "types"?, "amount"?, "n"?, "dim"?, "seed"?, "params"?, "mask"?}``,
+``{"op": "global", "method", "targets", "types"?, "amount", "seed"?}`` or ``{"op": "remove", "targets", "types"?}``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from sparsegui import __version__
+from sparsegui.core.errors import RecipeError, SparseGUIError
+from sparsegui.core.export.atomic import atomic_write
+from sparsegui.core.progress import CancelToken, ProgressCallback, check, report
+
+if TYPE_CHECKING:
+    from sparsegui.core.document import Document
+
+RECIPE_FORMAT = "sparsegui-recipe"
+ALLOWED_KEYS = {
+    "prune": {"op", "method", "targets", "types", "amount", "n", "dim", "seed", "params", "mask"},
+    "global": {"op", "method", "targets", "types", "amount", "seed"},
+    "remove": {"op", "targets", "types"},
+}
+
+
+def recipe_from_history(doc: Document) -> dict[str, Any]:
+    return {
+        "format": RECIPE_FORMAT,
+        "version": 1,
+        "producer": f"sparsegui {__version__}",
+        "steps": [dict(c.step) for c in doc.history.done()],
+    }
+
+
+def save_recipe(doc: Document, path: str | Path) -> Path:
+    text = json.dumps(doc.recipe(), indent=2)
+    return atomic_write(path, lambda p: p.write_text(text + "\n", encoding="utf-8"), lambda p: load_recipe(p))
+
+
+def load_recipe(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    try:
+        recipe = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise RecipeError(f"recipe {str(path)!r}: cannot read ({exc.strerror or exc})") from exc
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise RecipeError(f"recipe {path.name}: not valid JSON ({exc})") from exc
+    validate_recipe(recipe)
+    return recipe
+
+
+def validate_recipe(recipe: object) -> list[dict[str, Any]]:
+    """Check the recipe's shape (not yet against a model); errors say which step is wrong."""
+    if not isinstance(recipe, Mapping) or not isinstance(recipe.get("steps"), list):
+        raise RecipeError('a recipe is a JSON object {"steps": [...]}')
+    steps = recipe["steps"]
+    for i, step in enumerate(steps, 1):
+        if not isinstance(step, Mapping):
+            raise RecipeError(f"step {i}: must be an object, got {type(step).__name__}")
+        op = step.get("op")
+        if op not in ALLOWED_KEYS:
+            raise RecipeError(f"step {i}: unknown op {op!r}; use prune, global or remove")
+        extra = set(step) - ALLOWED_KEYS[op]
+        if extra:
+            raise RecipeError(f"step {i}: unknown key(s) {', '.join(sorted(map(repr, extra)))} for op {op!r}")
+        targets = step.get("targets")
+        if not isinstance(targets, list) or not targets or not all(isinstance(t, str) for t in targets):
+            raise RecipeError(f"step {i}: 'targets' must be a non-empty list of tensor names or patterns")
+        types = step.get("types")
+        if types is not None and (not isinstance(types, list) or not all(isinstance(t, str) for t in types)):
+            raise RecipeError(f"step {i}: 'types' must be a list of module type names")
+        if op in ("prune", "global") and not isinstance(step.get("method"), str):
+            raise RecipeError(f"step {i}: 'method' must be a method name")
+        if op == "global" and "amount" not in step:
+            raise RecipeError(f"step {i}: a global step needs an 'amount'")
+        seed = step.get("seed")
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+            raise RecipeError(f"step {i}: 'seed' must be an integer")
+    return list(steps)
+
+
+def _run_step(doc: Document, step: Mapping[str, Any], base_dir: Path | None) -> None:
+    op = step["op"]
+    types = step.get("types")
+    if op == "prune":
+        doc.prune(
+            step["method"], step["targets"], types=types, amount=step.get("amount"), n=step.get("n"),
+            dim=step.get("dim"), seed=step.get("seed"), params=step.get("params"), mask=step.get("mask"),
+            base_dir=base_dir,
+        )
+    elif op == "global":
+        doc.global_prune(step["method"], step["targets"], step["amount"], types=types, seed=step.get("seed"))
+    else:
+        doc.remove(step["targets"], types=types)
+
+
+def apply_recipe(
+    doc: Document,
+    recipe: Mapping[str, Any],
+    base_dir: Path | None = None,
+    progress: ProgressCallback | None = None,
+    cancel: CancelToken | None = None,
+) -> int:
+    """Replay every step; if one fails (or the user cancels) the steps already replayed are undone."""
+    steps = validate_recipe(recipe)
+    done = 0
+    try:
+        for i, step in enumerate(steps, 1):
+            check(cancel)
+            report(progress, (i - 1) / max(len(steps), 1), f"step {i}/{len(steps)}: {step['op']}")
+            try:
+                _run_step(doc, step, base_dir)
+            except SparseGUIError as exc:
+                raise RecipeError(f"step {i} ({step['op']}): {exc}") from exc
+            done += 1
+    except BaseException:
+        for _ in range(done):
+            doc.undo()
+        doc.history.drop_redo()
+        raise
+    report(progress, 1.0, "done")
+    return done

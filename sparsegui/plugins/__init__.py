@@ -1,0 +1,1 @@
+"""Pruning-method plugins shipped with SparseGUI (registered through the ``sparsegui.pruning_methods`` entry point)."""
