@@ -9,7 +9,7 @@ import torch
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
-from sparsegui.core.document import Document  # noqa: E402
+from sparsegui.core.document import Document
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -42,7 +42,8 @@ def atomic_write(
         if isinstance(exc, SparseGUIError):
             raise
         if isinstance(exc, Exception):
-            raise ExportError(f"{target}: export failed, nothing was overwritten ({type(exc).__name__}: {exc})") from exc
+            detail = f"{type(exc).__name__}: {exc}"
+            raise ExportError(f"{target}: export failed, nothing was overwritten ({detail})") from exc
         raise
     return target
 

@@ -10,7 +10,6 @@ from pathlib import Path
 import torch
 
 _STRING_OPS = {"SHORT_BINUNICODE", "BINUNICODE", "BINUNICODE8", "UNICODE", "SHORT_BINSTRING", "BINSTRING", "STRING"}
-_SAFE_PREFIXES = ("torch._utils.", "collections.OrderedDict", "torch.")
 
 
 def pickle_globals(data: bytes) -> list[str]:
@@ -48,7 +47,9 @@ def unsafe_globals(names: list[str]) -> list[str]:
         allowed = set(_get_allowed_globals())
     except Exception:
         allowed = set()
-    allowed |= {f"{g.__module__}.{g.__qualname__}" for g in torch.serialization.get_safe_globals() if hasattr(g, "__qualname__")}
+    for extra in torch.serialization.get_safe_globals():
+        if hasattr(extra, "__qualname__"):
+            allowed.add(f"{extra.__module__}.{extra.__qualname__}")
     return [n for n in names if n not in allowed and not n.startswith("torch._utils._rebuild")]
 
 
@@ -63,7 +64,3 @@ def zip_member_globals(path: Path, suffixes: tuple[str, ...] = (".pkl",)) -> lis
                 dotted = info.filename.split("/code/", 1)[1][: -len(".py")].replace("/", ".")
                 found.append(dotted)
     return list(dict.fromkeys(found))
-
-
-def _is_safe_prefix(name: str) -> bool:
-    return name.startswith(_SAFE_PREFIXES)
