@@ -78,6 +78,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SparseGUIError as exc:
         sys.stderr.write(f"error: {exc}\n")
         return 2
+    except BrokenPipeError:
+        # the reader (e.g. `| head`) went away: stop quietly, as Unix tools do
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
     except OSError as exc:
         sys.stderr.write(f"error: {exc}\n")
         return 2
