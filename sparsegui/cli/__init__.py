@@ -62,13 +62,22 @@ def build_gui_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def parse_command(args_list: Sequence[str]) -> argparse.Namespace:
+    """Parse ``COMMAND ARGS…``; options may sit between positionals (``apply R.json --trust M.pt -o OUT``)."""
+    parser = build_parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    args = commands.choices[args_list[0]].parse_intermixed_args(list(args_list[1:]))
+    args.command = args_list[0]
+    return args
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     try:
         if args_list and args_list[0] in SUBCOMMANDS:
             from sparsegui.cli.commands import run_command
 
-            return run_command(build_parser().parse_args(args_list))
+            return run_command(parse_command(args_list))
         if args_list and args_list[0] in ("-h", "--help") and len(args_list) == 1:
             build_parser().print_help()
             return 0

@@ -9,7 +9,8 @@ from pathlib import Path
 from sparsegui.core.demos import DEFAULT_DEMO
 from sparsegui.core.devices import list_devices
 from sparsegui.core.document import Document
-from sparsegui.core.errors import LoadError
+from sparsegui.core.errors import ExportError, LoadError
+from sparsegui.core.export.writers import format_for
 from sparsegui.core.loading import LoadOptions, parse_arch_kwargs
 from sparsegui.core.methods import available_methods
 from sparsegui.core.recipe import apply_recipe, load_recipe
@@ -44,7 +45,18 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     return 0
 
 
+def check_output(path: str) -> None:
+    """Refuse an output path that cannot be written before anything is done, so a bad one writes no file."""
+    target = Path(path)
+    format_for(target)
+    folder = target.parent if str(target.parent) else Path(".")
+    if not folder.is_dir():
+        raise ExportError(f"{target}: folder {str(folder)!r} does not exist")
+
+
 def cmd_apply(args: argparse.Namespace) -> int:
+    for output in filter(None, (args.output, args.masks_out)):
+        check_output(output)
     recipe_path = Path(args.recipe)
     recipe = load_recipe(recipe_path)
     doc = open_document(args)

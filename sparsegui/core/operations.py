@@ -43,11 +43,26 @@ def target_tensor(module: nn.Module, name: str) -> torch.Tensor:
 
 
 def make_contiguous(module: nn.Module, name: str) -> None:
-    """``l1_unstructured`` and friends call ``.view(-1)``; real checkpoints hold non-contiguous tensors."""
-    key = name + "_orig" if name in pruning_hooks(module) else name
+    """``l1_unstructured`` and friends call ``.view(-1)``; real checkpoints hold non-contiguous tensors.
+
+    For a pruned tensor the mask buffer and the derived ``X = X_orig * X_mask`` must be contiguous too
+    (``global_unstructured`` flattens both with ``parameters_to_vector``).
+    """
+    hook = pruning_hooks(module).get(name)
+    key = name + "_orig" if hook is not None else name
     param = module._parameters.get(key)
+    changed = False
     if param is not None and not param.is_contiguous():
         param.data = param.data.contiguous()
+        changed = True
+    if hook is not None:
+        mask = module._buffers.get(name + "_mask")
+        if mask is not None and not mask.is_contiguous():
+            module._buffers[name + "_mask"] = mask.contiguous()
+            changed = True
+        derived = getattr(module, name, None)
+        if changed or (isinstance(derived, torch.Tensor) and not derived.is_contiguous()):
+            setattr(module, name, hook.apply_mask(module))
 
 
 def prune_settings(

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sparsegui import __version__
-from sparsegui.core.errors import RecipeError, SparseGUIError
+from sparsegui.core.errors import Cancelled, RecipeError, SparseGUIError
 from sparsegui.core.export.atomic import atomic_write
 from sparsegui.core.progress import CancelToken, ProgressCallback, check, report
 
@@ -83,19 +83,21 @@ def validate_recipe(recipe: object) -> list[dict[str, Any]]:
     return list(steps)
 
 
-def _run_step(doc: Document, step: Mapping[str, Any], base_dir: Path | None) -> None:
+def _run_step(doc: Document, step: Mapping[str, Any], base_dir: Path | None, cancel: CancelToken | None) -> None:
     op = step["op"]
     types = step.get("types")
     if op == "prune":
         doc.prune(
             step["method"], step["targets"], types=types, amount=step.get("amount"), n=step.get("n"),
             dim=step.get("dim"), seed=step.get("seed"), params=step.get("params"), mask=step.get("mask"),
-            base_dir=base_dir,
+            base_dir=base_dir, cancel=cancel,
         )
     elif op == "global":
-        doc.global_prune(step["method"], step["targets"], step["amount"], types=types, seed=step.get("seed"))
+        doc.global_prune(
+            step["method"], step["targets"], step["amount"], types=types, seed=step.get("seed"), cancel=cancel
+        )
     else:
-        doc.remove(step["targets"], types=types)
+        doc.remove(step["targets"], types=types, cancel=cancel)
 
 
 def apply_recipe(
@@ -113,7 +115,9 @@ def apply_recipe(
             check(cancel)
             report(progress, (i - 1) / max(len(steps), 1), f"step {i}/{len(steps)}: {step['op']}")
             try:
-                _run_step(doc, step, base_dir)
+                _run_step(doc, step, base_dir, cancel)
+            except Cancelled:
+                raise
             except SparseGUIError as exc:
                 raise RecipeError(f"step {i} ({step['op']}): {exc}") from exc
             done += 1

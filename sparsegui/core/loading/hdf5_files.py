@@ -44,11 +44,16 @@ def load_hdf5(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, object]]:
             ours = attrs.get("sparsegui_format") == FORMAT_NAME
             items: list[tuple[str, h5py.Dataset]] = []
 
-            def visit(name: str, link: object) -> None:
-                if isinstance(link, (h5py.ExternalLink, h5py.SoftLink)):
-                    raise LoadError(f"{path.name}: {name!r} is a link to elsewhere; refused")
+            links: list[str] = []
 
-            h5.visit_links(lambda name: visit(name, h5.get(name, getlink=True)))
+            def visit(name: str) -> None:
+                # raising inside h5py's callback would surface as a SystemError: collect, then raise
+                if isinstance(h5.get(name, getlink=True), (h5py.ExternalLink, h5py.SoftLink)):
+                    links.append(name)
+
+            h5.visit_links(visit)
+            if links:
+                raise LoadError(f"{path.name}: {links[0]!r} is a link to elsewhere; refused")
 
             def collect(name: str, obj: object) -> None:
                 if isinstance(obj, h5py.Dataset):

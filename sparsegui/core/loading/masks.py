@@ -11,8 +11,8 @@ from sparsegui.core.errors import LoadError
 from sparsegui.core.loading.hdf5_files import load_hdf5
 from sparsegui.core.loading.safetensors_files import load_safetensors
 from sparsegui.core.loading.sniff import Format, sniff
-from sparsegui.core.loading.torch_files import load_torch_file
 from sparsegui.core.loading.statedicts import is_state_dict
+from sparsegui.core.loading.torch_files import load_torch_file
 
 
 def load_masks(path: str | Path) -> dict[str, torch.Tensor]:
@@ -22,7 +22,7 @@ def load_masks(path: str | Path) -> dict[str, torch.Tensor]:
         raise LoadError(f"mask file {str(path)!r} does not exist")
     with path.open("rb") as handle:
         head = handle.read(8)
-    if head.startswith(b"\x93NUMPY") or head.startswith(b"PK") and path.suffix == ".npz":
+    if head.startswith(b"\x93NUMPY") or (head.startswith(b"PK") and path.suffix == ".npz"):
         try:
             loaded = np.load(path, allow_pickle=False)
         except Exception as exc:

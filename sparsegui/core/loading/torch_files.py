@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import pickle
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -42,9 +44,14 @@ def load_torch_file(path: Path, fmt: Format, trust: bool) -> Any:
         if wanted:
             return _trusted_load(path)
     try:
-        return torch.load(
+        loaded = torch.load(
             str(path), map_location="cpu", weights_only=True, mmap=fmt is Format.TORCH_ZIP
         )
+        if fmt is Format.TORCH_ZIP:
+            _check_record_sizes(path)
+        return loaded
+    except LoadError:
+        raise
     except pickle.UnpicklingError as exc:
         if fmt is Format.TORCH_LEGACY and "weights only" in str(exc).lower().replace("_", " "):
             wanted = wanted_imports(path, fmt)
@@ -56,6 +63,47 @@ def load_torch_file(path: Path, fmt: Format, trust: bool) -> Any:
         raise LoadError(f"{path.name}: not enough memory to load it") from exc
     except Exception as exc:
         raise LoadError(f"{path.name}: corrupt or truncated checkpoint ({_first_line(exc)})") from exc
+
+
+def _record_sizes(path: Path) -> tuple[dict[str, int], dict[str, int]]:
+    """(bytes each tensor record holds, bytes data.pkl asks of it), read with torch's weights-only unpickler."""
+    from torch._weights_only_unpickler import Unpickler
+
+    wanted: dict[str, int] = {}
+
+    def persistent_load(pid: tuple[Any, ...]) -> Any:
+        _, storage_type, key, _location, numel = pid
+        dtype = torch.uint8 if storage_type is torch.UntypedStorage else storage_type.dtype
+        nbytes = numel * torch._utils._element_size(dtype)
+        wanted[str(key)] = max(wanted.get(str(key), 0), nbytes)
+        meta = torch.UntypedStorage(nbytes, device="meta")
+        return torch.storage.TypedStorage(wrap_storage=meta, dtype=dtype, _internal=True)
+
+    with zipfile.ZipFile(path) as archive:
+        names = archive.namelist()
+        pkl = next(n for n in names if n == "data.pkl" or n.endswith("/data.pkl"))
+        prefix = pkl[: -len("data.pkl")] + "data/"
+        held = {n[len(prefix) :]: archive.getinfo(n).file_size for n in names if n.startswith(prefix)}
+        unpickler = Unpickler(io.BytesIO(archive.read(pkl)), encoding="utf-8")
+        unpickler.persistent_load = persistent_load  # type: ignore[method-assign]
+        unpickler.load()
+    return held, wanted
+
+
+def _check_record_sizes(path: Path) -> None:
+    """Memory-mapped loading never checks that a tensor's record is as long as the tensor: a damaged file would
+    silently give tensors its neighbours' bytes. Refuse such a file (a failure of the check itself is ignored)."""
+    try:
+        held, wanted = _record_sizes(path)
+    except Exception:
+        return
+    short = [key for key, nbytes in wanted.items() if held.get(key, -1) < nbytes]
+    if short:
+        key = short[0]
+        raise LoadError(
+            f"{path.name}: corrupt checkpoint (tensor record data/{key} holds {held.get(key, 0)} bytes, "
+            f"{wanted[key]} needed)"
+        )
 
 
 def _trusted_load(path: Path) -> Any:
