@@ -1,0 +1,50 @@
+"""Starting the desktop app: ``sparsegui [PATH]``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import pyqtgraph as pg
+from PySide6.QtCore import QCoreApplication
+from PySide6.QtGui import QGuiApplication
+from PySide6.QtWidgets import QApplication
+
+from sparsegui import __version__
+from sparsegui.core.document import Document
+from sparsegui.core.loading import LoadOptions, parse_arch_kwargs
+from sparsegui.gui.errors import ExceptionHandler
+
+APP_ID = "io.github.sparsegui.SparseGUI"
+
+
+def configure_application() -> QApplication:
+    """The QApplication with SparseGUI's names (QSettings location) and pyqtgraph's row-major images."""
+    pg.setConfigOptions(imageAxisOrder="row-major", antialias=True)
+    QCoreApplication.setOrganizationName("SparseGUI")
+    QCoreApplication.setApplicationName("SparseGUI")
+    QCoreApplication.setApplicationVersion(__version__)
+    app = QApplication.instance() or QApplication(sys.argv[:1])
+    QGuiApplication.setDesktopFileName(APP_ID)
+    assert isinstance(app, QApplication)
+    return app
+
+
+def run_app(args: argparse.Namespace) -> int:
+    app = configure_application()
+    from sparsegui.gui.main_window import MainWindow
+    from sparsegui.gui.session import Session
+
+    handler = ExceptionHandler()
+    handler.install()
+    session = Session(Document.demo(args.demo or "lenet"))
+    window = MainWindow(session)
+    handler.set_parent(window)
+    window.show()
+    if args.path:
+        options = LoadOptions(key=args.key, arch=args.arch, arch_kwargs=parse_arch_kwargs(args.arch_kwargs),
+                              arch_path=args.arch_path, trust=args.trust)
+        window.controller.open_path(args.path, options)
+    code = app.exec()
+    handler.uninstall()
+    return int(code)

@@ -1,0 +1,401 @@
+"""Charts of the whole model and of one tensor: per-tensor sparsity bars and a histogram of |weight|.
+
+Both read the model through the session's document and redraw on ``model_changed`` (one ``doc.report()`` per
+change for the bars), so undo, redo and every operation show up without anyone telling them.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import QPointF, Signal
+from PySide6.QtGui import QFontMetrics
+from PySide6.QtWidgets import QApplication, QCheckBox, QHBoxLayout, QLabel, QVBoxLayout, QWidget
+
+from sparsegui.core.inspection import ModelReport
+from sparsegui.core.render import pruning_threshold, tensor_parts
+from sparsegui.gui.mask_view import TENSOR_KINDS, export_png, export_svg
+from sparsegui.gui.session import Selection, Session
+
+PRUNED_BRUSH = "#4c9be8"
+UNPRUNED_BRUSH = "#8c8c8c"
+SELECTED_BRUSH = "#ffb000"
+KEPT_FILL = (76, 155, 232, 170)
+PRUNED_FILL = (230, 80, 80, 200)
+THRESHOLD_COLOR = "#ffd23f"
+SAMPLE_LIMIT = 1 << 22  # larger tensors are histogrammed from an even sample of this many values
+
+
+def abbreviate(name: str, limit: int = 20) -> str:
+    """A short label for a tensor name: a final ``weight``/``bias`` becomes ``w``/``b`` and the parents above the
+    module keep their initials (``encoder.layers.0.self_attn.out_proj.weight`` → ``e.l.0.sa.out_proj.w``); what
+    is still too long keeps its last dotted parts."""
+    parts = name.split(".")
+    parts[-1] = {"weight": "w", "bias": "b"}.get(parts[-1], parts[-1])
+    for i in range(len(parts) - 2):
+        if not parts[i].isdigit():
+            parts[i] = "".join(word[:1] for word in parts[i].split("_") if word)
+    short, cut = ".".join(parts), False
+    while len(short) > limit and short.count(".") > 1:
+        short, cut = short.split(".", 1)[1], True
+    if len(short) > limit - cut:
+        short, cut = short[-(limit - 1):], True
+    return "…" + short if cut else short
+
+
+def qualified(module: str, tensor: str) -> str:
+    return f"{module}.{tensor}" if module else tensor
+
+
+class _NameAxis(pg.AxisItem):
+    """A bottom axis labelling integer positions with tensor names, thinning and abbreviating them to fit."""
+
+    def __init__(self) -> None:
+        super().__init__("bottom")
+        self.names: list[str] = []
+        self._full_width = self._short_width = 1.0
+        self._short = False
+
+    def set_names(self, names: list[str]) -> None:
+        self.names = names
+        metrics = QFontMetrics(self.style["tickFont"] or self.font())
+        self._full_width = max((metrics.horizontalAdvance(n) for n in names), default=1) + 12
+        self._short_width = max((metrics.horizontalAdvance(abbreviate(n)) for n in names), default=1) + 12
+        self.picture = None
+        self.update()
+
+    def tickValues(self, minVal: float, maxVal: float, size: float) -> list[tuple[float, list[float]]]:
+        low, high = max(0, math.ceil(minVal)), min(len(self.names) - 1, math.floor(maxVal))
+        if high < low or size <= 0:
+            return []
+        count = high - low + 1
+        self._short = count * self._full_width > size
+        fit = max(1, int(size // (self._short_width if self._short else self._full_width)))
+        step = max(1, math.ceil(count / fit))
+        start = math.ceil(low / step) * step
+        return [(float(step), [float(v) for v in range(start, high + 1, step)])]
+
+    def tickStrings(self, values: list[float], scale: float, spacing: float) -> list[str]:
+        labels = []
+        for value in values:
+            i = round(value)
+            name = self.names[i] if 0 <= i < len(self.names) else ""
+            labels.append(abbreviate(name) if self._short else name)
+        return labels
+
+
+class _PercentAxis(pg.AxisItem):
+    def tickStrings(self, values: list[float], scale: float, spacing: float) -> list[str]:
+        return [f"{v * 100:.0f}%" for v in values]
+
+
+class SparsityChart(QWidget):
+    """Per-tensor sparsity bars for the whole model; clicking a bar selects that tensor."""
+
+    tensor_clicked = Signal(str)
+
+    def __init__(self, session: Session, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("sparsityChart")
+        self.session = session
+        self.names: list[str] = []
+        self.sparsities = np.zeros(0)
+        self.pruned: list[bool] = []
+        self.report: ModelReport | None = None
+
+        self.graphics = pg.GraphicsLayoutWidget()
+        self.graphics.setObjectName("sparsityGraphics")
+        self.name_axis = _NameAxis()
+        self.plot: pg.PlotItem = self.graphics.addPlot(
+            axisItems={"bottom": self.name_axis, "left": _PercentAxis("left")}
+        )
+        self.plot.setMenuEnabled(False)
+        self.plot.setMouseEnabled(x=True, y=False)
+        self.plot.setLabel("left", "sparsity (share of zeros)")
+        self.plot.showGrid(y=True, alpha=0.25)
+        self.plot.setTitle("Sparsity per tensor", size="10pt")
+        self.tracks = pg.BarGraphItem(x=[], height=[], width=0.8)  # a faint full-height column per tensor
+        self.bars = pg.BarGraphItem(x=[], height=[], width=0.8)
+        self.plot.addItem(self.tracks)
+        self.plot.addItem(self.bars)
+        self.graphics.setToolTip("Blue: pruned tensors · grey: not pruned · orange: selected. Click a bar to "
+                                 "select its tensor; scroll to zoom.")
+        self.summary_label = QLabel(" ", objectName="sparsitySummaryLabel")
+        self.info_label = QLabel(" ", objectName="sparsityInfoLabel")
+
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(2, 2, 2, 2)
+        layout.addWidget(self.summary_label)
+        layout.addWidget(self.graphics, 1)
+        layout.addWidget(self.info_label)
+
+        self.graphics.scene().sigMouseClicked.connect(self._on_click)
+        self.graphics.scene().sigMouseMoved.connect(self._on_mouse_moved)
+        session.model_changed.connect(self.refresh)
+        session.document_replaced.connect(lambda _doc: self.refresh())
+        session.selection_changed.connect(lambda _items: self._paint_bars())
+        self.refresh()
+
+    # -- public API ----------------------------------------------------------------------------------------------
+    @property
+    def heights(self) -> np.ndarray:
+        """The bar heights: each tensor's share of zeros (0–1), in ``names`` order."""
+        return self.sparsities.copy()
+
+    def refresh(self) -> None:
+        """Recompute every tensor's sparsity (one ``doc.report()``) and redraw the bars."""
+        report = self.session.document.report()
+        stats = [(qualified(m.name, t.name), t) for m in report.modules for t in m.tensors]
+        changed_names = [n for n, _ in stats] != self.names
+        self.report = report
+        self.names = [n for n, _ in stats]
+        self.sparsities = np.array([t.sparsity for _, t in stats], dtype=float)
+        self.pruned = [t.pruned for _, t in stats]
+        self.name_axis.set_names(self.names)
+        self._paint_bars()
+        remaining = report.parameters - report.zeros
+        self.summary_label.setText(
+            f"Overall sparsity {report.sparsity:.2%} · {remaining:,} of {report.parameters:,} parameters remain · "
+            f"{sum(self.pruned)} of {len(self.names)} tensors pruned"
+        )
+        count = len(self.names)
+        self.plot.getViewBox().setLimits(xMin=-1, xMax=max(count, 1), yMin=-0.05, yMax=1.1)
+        if changed_names:
+            self.plot.setXRange(-1.0, max(count, 1), padding=0)
+        self.plot.setYRange(-0.03, 1.03, padding=0)
+
+    def select_tensor(self, qualname: str) -> None:
+        """What a click on ``qualname``'s bar does: emit ``tensor_clicked`` and select it in the session."""
+        self.tensor_clicked.emit(qualname)
+        self.session.select([Selection("tensor", qualname)])
+
+    def bar_at(self, x: float) -> str | None:
+        """The tensor whose bar spans view x-coordinate ``x``."""
+        i = round(x)
+        if 0 <= i < len(self.names) and abs(x - i) <= 0.45:
+            return self.names[i]
+        return None
+
+    def save_png(self, path: str | Path) -> Path:
+        return export_png(self.graphics, path)
+
+    def save_svg(self, path: str | Path) -> Path:
+        return export_svg(self.graphics, path, "Sparsity per tensor")
+
+    # -- internals -----------------------------------------------------------------------------------------------
+    def _paint_bars(self) -> None:
+        selected = {s.name for s in self.session.selection if s.kind == "tensor"}
+        brushes = [
+            SELECTED_BRUSH if name in selected else PRUNED_BRUSH if pruned else UNPRUNED_BRUSH
+            for name, pruned in zip(self.names, self.pruned, strict=True)
+        ]
+        x = np.arange(len(self.names))
+        self.tracks.setOpts(x=x, height=np.ones(len(x)), width=0.8, brush=(255, 255, 255, 22), pen=None)
+        self.bars.setOpts(x=x, height=self.sparsities, width=0.8, brushes=brushes, pen=None)
+
+    def _view_x(self, scene_pos: QPointF) -> float | None:
+        if not self.plot.getViewBox().sceneBoundingRect().contains(scene_pos):
+            return None
+        return float(self.plot.getViewBox().mapSceneToView(scene_pos).x())
+
+    def _on_click(self, event: object) -> None:
+        if event.button() != pg.QtCore.Qt.MouseButton.LeftButton:  # type: ignore[attr-defined]
+            return
+        x = self._view_x(event.scenePos())  # type: ignore[attr-defined]
+        name = None if x is None else self.bar_at(x)
+        if name is not None:
+            self.select_tensor(name)
+
+    def _on_mouse_moved(self, pos: QPointF) -> None:
+        x = self._view_x(pos)
+        name = None if x is None else self.bar_at(x)
+        if name is None or self.report is None:
+            self.info_label.setText(" ")
+            return
+        stats = self.report.tensor(name)
+        shape = " × ".join(str(s) for s in stats.shape) or "scalar"
+        self.info_label.setText(
+            f"{name} ({shape}): {stats.sparsity:.2%} zeros, {stats.zeros:,} of {stats.numel:,}"
+            + (" · pruned" if stats.pruned else "")
+        )
+
+
+class WeightHistogram(QWidget):
+    """Histogram of ``|weight|`` of the selected tensor (``|X_orig|`` when pruned, pruned entries in red) with the
+    pruning threshold marked."""
+
+    def __init__(self, session: Session, parent: QWidget | None = None, bins: int = 100) -> None:
+        super().__init__(parent)
+        self.setObjectName("weightHistogram")
+        self.session = session
+        self.bins = bins
+        self.qualname: str | None = None
+        self.edges = np.zeros(0)
+        self.counts = np.zeros(0, dtype=np.int64)
+        self.pruned_counts = np.zeros(0, dtype=np.int64)
+        self.threshold: float | None = None
+
+        self.log_check = QCheckBox("Log count", objectName="histogramLogY")
+        self.info_label = QLabel(" ", objectName="histogramInfoLabel")
+        self.graphics = pg.GraphicsLayoutWidget()
+        self.graphics.setObjectName("histogramGraphics")
+        self.plot: pg.PlotItem = self.graphics.addPlot()
+        self.plot.setMenuEnabled(False)
+        self.plot.setLabel("bottom", "|weight|")
+        self.plot.setLabel("left", "count")
+        self.all_curve = pg.PlotDataItem(stepMode="center", fillLevel=0, brush=KEPT_FILL, pen=None)
+        self.pruned_curve = pg.PlotDataItem(stepMode="center", fillLevel=0, brush=PRUNED_FILL, pen=None)
+        self.plot.addItem(self.all_curve)
+        self.plot.addItem(self.pruned_curve)
+        self.threshold_line = pg.InfiniteLine(angle=90, movable=False, pen=pg.mkPen(THRESHOLD_COLOR, width=2),
+                                              label="threshold {value:.4g}",
+                                              labelOpts={"position": 0.96, "color": THRESHOLD_COLOR,
+                                                         "fill": (0, 0, 0, 190)})
+        self.plot.addItem(self.threshold_line, ignoreBounds=True)
+
+        top = QHBoxLayout()
+        top.addWidget(self.info_label, 1)
+        top.addWidget(self.log_check)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(2, 2, 2, 2)
+        layout.addLayout(top)
+        layout.addWidget(self.graphics, 1)
+
+        self.log_check.toggled.connect(self.set_log_y)
+        session.selection_changed.connect(self._on_selection)
+        session.model_changed.connect(self.refresh)
+        session.document_replaced.connect(lambda _doc: self.clear())
+        self.clear()
+
+    # -- public API ----------------------------------------------------------------------------------------------
+    def show_tensor(self, qualname: str) -> bool:
+        self.qualname = qualname
+        return self._render()
+
+    def refresh(self) -> None:
+        if self.qualname is not None:
+            self._render()
+
+    def clear(self) -> None:
+        self.qualname = None
+        self.edges = np.zeros(0)
+        self.counts = self.pruned_counts = np.zeros(0, dtype=np.int64)
+        self.threshold = None
+        self.all_curve.setData([], [])
+        self.pruned_curve.setData([], [])
+        self.threshold_line.hide()
+        self.plot.setTitle("Select a tensor to see its |weight| histogram", size="10pt")
+        self.info_label.setText(" ")
+
+    def set_log_y(self, on: bool) -> None:
+        if self.log_check.isChecked() != on:
+            self.log_check.setChecked(on)  # calls back here through toggled
+            return
+        self.plot.setLogMode(y=on)  # the fill level 0 is then log10(count) = 0: bars start at a count of 1
+        self._draw()
+
+    def save_png(self, path: str | Path) -> Path:
+        return export_png(self.graphics, path)
+
+    def save_svg(self, path: str | Path) -> Path:
+        return export_svg(self.graphics, path, "Weight histogram")
+
+    # -- internals -----------------------------------------------------------------------------------------------
+    def _render(self) -> bool:
+        qualname = self.qualname
+        assert qualname is not None
+        module_name, _, local = qualname.rpartition(".")
+        try:
+            module = self.session.document.model.get_submodule(module_name)
+            values, mask = tensor_parts(module, local)
+            if values.is_meta:
+                raise ValueError("the tensor is on the meta device and has no values to show")
+        except (AttributeError, TypeError, ValueError) as exc:
+            self.clear()
+            self.qualname = qualname
+            self.plot.setTitle(f"{qualname}: {exc}", size="10pt")
+            return False
+        flat = values.detach().cpu().float().reshape(-1)
+        numel = flat.numel()
+        step = max(1, math.ceil(numel / SAMPLE_LIMIT))
+        step += step > 1 and step % 2 == 0  # an odd stride does not lock onto the columns of a matrix
+        magnitudes = flat[::step].abs().numpy()
+        finite = magnitudes[np.isfinite(magnitudes)]
+        top = float(finite.max()) if finite.size else 0.0
+        span = (0.0, top if top > 0 else 1.0)
+        self.edges = np.linspace(*span, self.bins + 1)
+        self.counts = np.histogram(finite, self.bins, span)[0]
+        pruned_total = 0
+        if mask is not None:
+            dropped = mask.detach().cpu().float().reshape(-1).numpy() == 0
+            pruned_total = int(np.count_nonzero(dropped))
+            sample = magnitudes[dropped[::step]]
+            self.pruned_counts = np.histogram(sample[np.isfinite(sample)], self.bins, span)[0]
+        else:
+            self.pruned_counts = np.zeros_like(self.counts)
+        base = local[: -len("_orig")] if local.endswith("_orig") else local
+        self.threshold = pruning_threshold(module, base)
+        self.plot.setLabel("left", "count" if step == 1 else f"count (1 value in {step})")
+        self._draw()
+        source = f"|{qualname}_orig|" if mask is not None and not local.endswith("_orig") else f"|{qualname}|"
+        key = (f"<span style='color:{pg.mkColor(KEPT_FILL).name()}'>■ kept</span>  "
+               f"<span style='color:{pg.mkColor(PRUNED_FILL).name()}'>■ pruned</span>") if mask is not None else ""
+        self.plot.setTitle(f"{source}: {numel:,} values  {key}", size="10pt")
+        text = f"{qualname}: {pruned_total:,} of {numel:,} pruned ({pruned_total / max(numel, 1):.1%})"
+        if self.threshold is not None:
+            text += f" · threshold |w| ≤ {self.threshold:.4g}"
+        self.info_label.setText(text)
+        return True
+
+    def _draw(self) -> None:
+        if self.counts.size == 0:
+            return
+        log = self.log_check.isChecked()
+        counts = self.counts.astype(float)
+        pruned = self.pruned_counts.astype(float)
+        if log:  # empty bins have no logarithm: show them as gaps
+            counts[counts == 0] = np.nan
+            pruned[pruned == 0] = np.nan
+        self.all_curve.setData(self.edges, counts)
+        self.pruned_curve.setData(self.edges, pruned)
+        self.pruned_curve.setVisible(bool(self.pruned_counts.any()))
+        if self.threshold is None:
+            self.threshold_line.hide()
+        else:
+            self.threshold_line.show()
+            self.threshold_line.setValue(self.threshold)
+            self.threshold_line.label.setText(f"threshold {self.threshold:.4g}")  # it skips updates while hidden
+            right_half = self.threshold > 0.6 * float(self.edges[-1])
+            self.threshold_line.label.setAnchor((1.05, 0.5) if right_half else (-0.05, 0.5))
+        self.plot.enableAutoRange()
+
+    def _on_selection(self, items: list[Selection]) -> None:
+        if items and items[0].kind in TENSOR_KINDS:
+            self.show_tensor(items[0].name)
+
+
+def _preview() -> None:  # pragma: no cover - manual preview
+    from sparsegui.core.document import Document
+
+    app = QApplication.instance() or QApplication(sys.argv)
+    session = Session(Document.demo("lenet"))
+    doc = session.document
+    doc.prune("ln_structured", ["conv2.weight"], amount=0.5, n=2, dim=0)
+    doc.prune("l1_unstructured", ["conv2.weight", "fc1.weight"], amount=0.3)
+    doc.global_prune("l1_unstructured", ["fc2.weight", "fc3.weight"], amount=0.5)
+    window = QWidget()
+    layout = QVBoxLayout(window)
+    layout.addWidget(SparsityChart(session))
+    layout.addWidget(WeightHistogram(session))
+    session.select([Selection("tensor", "fc1.weight")])
+    window.resize(900, 800)
+    window.show()
+    app.exec()
+
+
+if __name__ == "__main__":
+    _preview()

@@ -1,0 +1,350 @@
+"""The mask view: one tensor as an image (mask, |weight| or effective weight), with a colour bar and a cursor
+readout. The pixels come from :mod:`sparsegui.core.render`; this module only shows them."""
+
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+
+import pyqtgraph as pg
+import pyqtgraph.exporters
+import torch
+from PySide6.QtCore import QPointF, QRect, QRectF, QSize, Qt
+from PySide6.QtGui import QFontMetrics, QPainter
+from PySide6.QtSvg import QSvgGenerator
+from PySide6.QtWidgets import (
+    QApplication,
+    QComboBox,
+    QGraphicsRectItem,
+    QHBoxLayout,
+    QLabel,
+    QVBoxLayout,
+    QWidget,
+)
+
+from sparsegui.core.render import Layout, RenderedTensor, render_values, tensor_parts
+from sparsegui.gui.session import Selection, Session
+
+pg.setConfigOptions(imageAxisOrder="row-major")
+
+MODES = {"mask": "Mask", "magnitude": "|Weight|", "effective": "Effective weight"}
+COLORMAPS = ["Auto", "viridis", "inferno", "cividis", "CET-L1", "CET-D1"]
+TENSOR_KINDS = ("tensor", "parameter", "buffer")
+GAP_COLOR = "#6e6e6e"
+EMPTY_TITLE = "Select a tensor in the model tree to see its mask"
+
+
+def two_colour(cmap: pg.ColorMap) -> pg.ColorMap:
+    """A map with only the end colours of ``cmap``: 0 (pruned) and 1 (kept), nothing in between."""
+    low, high = cmap.map(0.0, mode="qcolor"), cmap.map(1.0, mode="qcolor")
+    return pg.ColorMap(pos=[0.0, 0.5, 0.5, 1.0], color=[low, low, high, high])
+
+
+def export_png(graphics: pg.GraphicsLayoutWidget, path: str | Path) -> Path:
+    """Write what ``graphics`` shows to a PNG with pyqtgraph's ImageExporter (at least 800 px wide)."""
+    exporter = pg.exporters.ImageExporter(graphics.ci)
+    exporter.parameters()["width"] = max(800, graphics.width())
+    exporter.export(str(path))
+    return Path(path)
+
+
+def export_svg(graphics: pg.GraphicsLayoutWidget, path: str | Path, title: str = "") -> Path:
+    """Write what ``graphics`` shows to an SVG with QSvgGenerator (pyqtgraph's SVGExporter fails on Qt ≥ 6.11)."""
+    size = graphics.size() if graphics.width() > 1 and graphics.height() > 1 else QSize(800, 600)
+    generator = QSvgGenerator()
+    generator.setFileName(str(path))
+    generator.setSize(size)
+    generator.setViewBox(QRect(0, 0, size.width(), size.height()))
+    generator.setTitle(title)
+    painter = QPainter(generator)
+    try:
+        graphics.scene().render(painter, QRectF(0, 0, size.width(), size.height()), graphics.ci.sceneBoundingRect())
+    finally:
+        painter.end()
+    return Path(path)
+
+
+def _shape_text(shape: tuple[int, ...]) -> str:
+    return "(" + " × ".join(str(s) for s in shape) + ")" if shape else "(scalar)"
+
+
+def _span(what: str, span: range) -> str:
+    return f"{what} {span.start}" if len(span) == 1 else f"{what}s {span.start}–{span.stop - 1}"
+
+
+class _TileAxis(pg.AxisItem):
+    """An axis that labels conv tiles by channel (at tile centres, thinned to fit the zoom) instead of pixels."""
+
+    def __init__(self, orientation: str) -> None:
+        super().__init__(orientation)
+        self.tiles: tuple[int, int, int] | None = None  # (count, tile size, pitch incl. gap)
+
+    def set_tiles(self, tiles: tuple[int, int, int] | None) -> None:
+        self.tiles = tiles
+        self.picture = None
+        self.update()
+
+    def tickValues(self, minVal: float, maxVal: float, size: float) -> list[tuple[float, list[float]]]:
+        if self.tiles is None:
+            return super().tickValues(minVal, maxVal, size)
+        count, extent, pitch = self.tiles
+        minVal, maxVal = sorted((minVal, maxVal))  # an inverted axis passes them the other way round
+        first, last = max(0, math.ceil((minVal - extent / 2) / pitch)), min(count - 1, math.floor(maxVal / pitch))
+        if last < first or size <= 0:
+            return []
+        label = QFontMetrics(self.font()).horizontalAdvance(str(count - 1)) + 10
+        need = label if self.orientation in ("top", "bottom") else 16
+        per_tile = size * pitch / max(maxVal - minVal, 1e-9)
+        step = 1
+        while step * per_tile < need:
+            step *= 2
+        start = math.ceil(first / step) * step
+        return [(float(step * pitch), [c * pitch + extent / 2 for c in range(start, last + 1, step)])]
+
+    def tickStrings(self, values: list[float], scale: float, spacing: float) -> list[str]:
+        if self.tiles is None:
+            return super().tickStrings(values, scale, spacing)
+        _count, extent, pitch = self.tiles
+        return [str(round((v - extent / 2) / pitch)) for v in values]
+
+
+class MaskView(QWidget):
+    """Shows the first selected tensor of ``session`` as an image; re-renders when the model changes."""
+
+    def __init__(self, session: Session, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("maskView")
+        self.session = session
+        self.qualname: str | None = None
+        self.rendered: RenderedTensor | None = None
+        self._mask: torch.Tensor | None = None
+        self._title = EMPTY_TITLE
+
+        self.mode_combo = QComboBox(objectName="maskModeCombo")
+        for mode, label in MODES.items():
+            self.mode_combo.addItem(label, mode)
+        self.colormap_combo = QComboBox(objectName="maskColormapCombo")
+        self.colormap_combo.addItems(COLORMAPS)
+        self.colormap_combo.setToolTip("Auto: two colours for masks, viridis for |weight|, diverging for signs")
+        self.cursor_label = QLabel(" ", objectName="maskCursorLabel")
+        self.cursor_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+
+        self.graphics = pg.GraphicsLayoutWidget()
+        self.graphics.setObjectName("maskGraphics")
+        self.left_axis, self.bottom_axis = _TileAxis("left"), _TileAxis("bottom")
+        self.plot: pg.PlotItem = self.graphics.addPlot(axisItems={"left": self.left_axis, "bottom": self.bottom_axis})
+        self.plot.invertY(True)
+        self.plot.setMenuEnabled(False)
+        self.backdrop = QGraphicsRectItem()  # shows through the NaN gaps between conv tiles
+        self.backdrop.setBrush(pg.mkBrush(GAP_COLOR))
+        self.backdrop.setPen(pg.mkPen(None))
+        self.backdrop.setZValue(-1)
+        self.plot.addItem(self.backdrop, ignoreBounds=True)
+        self.image = pg.ImageItem(axisOrder="row-major")
+        self.plot.addItem(self.image)
+        self.colorbar = pg.ColorBarItem(values=(0.0, 1.0), colorMap=pg.colormap.get("viridis"), interactive=False,
+                                        width=18, colorMapMenu=False)
+        self.colorbar.setImageItem(self.image, insert_in=self.plot)
+        self.colorbar.axis.setWidth(None)  # ColorBarItem fixes 45 px, too narrow for "pruned" beside the label
+
+        controls = QHBoxLayout()
+        controls.addWidget(QLabel("Show:"))
+        controls.addWidget(self.mode_combo)
+        controls.addWidget(QLabel("Colours:"))
+        controls.addWidget(self.colormap_combo)
+        controls.addStretch(1)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(2, 2, 2, 2)
+        layout.addLayout(controls)
+        layout.addWidget(self.graphics, 1)
+        layout.addWidget(self.cursor_label)
+
+        self.mode_combo.currentIndexChanged.connect(lambda _i: self.refresh())
+        self.colormap_combo.currentIndexChanged.connect(lambda _i: self._apply_colormap())
+        self.graphics.scene().sigMouseMoved.connect(self._on_mouse_moved)
+        session.selection_changed.connect(self._on_selection)
+        session.model_changed.connect(self.refresh)
+        session.document_replaced.connect(lambda _doc: self.clear())
+        self.clear()
+
+    # -- public API ----------------------------------------------------------------------------------------------
+    @property
+    def mode(self) -> str:
+        return str(self.mode_combo.currentData())
+
+    @property
+    def title(self) -> str:
+        return self._title
+
+    def set_mode(self, mode: str) -> None:
+        index = self.mode_combo.findData(mode)
+        if index < 0:
+            raise ValueError(f"unknown mode {mode!r}; choose one of: {', '.join(MODES)}")
+        self.mode_combo.setCurrentIndex(index)
+
+    def set_colormap(self, name: str) -> None:
+        index = self.colormap_combo.findText(name)
+        if index < 0:
+            raise ValueError(f"unknown colour map {name!r}; choose one of: {', '.join(COLORMAPS)}")
+        self.colormap_combo.setCurrentIndex(index)
+
+    def show_tensor(self, qualname: str) -> bool:
+        """Show tensor ``qualname`` (``"conv1.weight"``, ``"conv1.weight_orig"``…); False (and a message) if the
+        model has no such tensor or it has no values."""
+        new = qualname != self.qualname
+        self.qualname = qualname
+        return self._render(reset_view=new)
+
+    def refresh(self) -> None:
+        """Render the current tensor again (after a model change or a mode switch), keeping the zoom."""
+        if self.qualname is not None:
+            self._render(reset_view=False)
+
+    def clear(self) -> None:
+        self.qualname = None
+        self.rendered = None
+        self._mask = None
+        self.image.clear()
+        self.backdrop.setRect(QRectF())
+        self._set_title(EMPTY_TITLE)
+        self.cursor_label.setText(" ")
+
+    def save_png(self, path: str | Path) -> Path:
+        return export_png(self.graphics, path)
+
+    def save_svg(self, path: str | Path) -> Path:
+        return export_svg(self.graphics, path, self._title)
+
+    def readout(self, x: float, y: float) -> str:
+        """The cursor text for view coordinates ``(x, y)`` (picture columns and rows), also shown in the label."""
+        text = self._describe(x, y)
+        self.cursor_label.setText(text or " ")
+        return text
+
+    # -- rendering -----------------------------------------------------------------------------------------------
+    def _render(self, reset_view: bool) -> bool:
+        qualname = self.qualname
+        assert qualname is not None
+        module_name, _, local = qualname.rpartition(".")
+        try:
+            module = self.session.document.model.get_submodule(module_name)
+            values, mask = tensor_parts(module, local)
+            rendered = render_values(values, mask, self.mode)
+        except (AttributeError, TypeError, ValueError) as exc:
+            self.rendered, self._mask = None, None
+            self.image.clear()
+            self.backdrop.setRect(QRectF())
+            self.cursor_label.setText(" ")
+            self._set_title(f"{qualname}: {exc}")
+            return False
+        self.rendered, self._mask = rendered, mask
+        self._apply_colormap()
+        self.image.setImage(rendered.image, levels=rendered.levels, autoLevels=False)
+        rows, cols = rendered.image.shape
+        rect = QRectF(0, 0, cols * rendered.col_step, rows * rendered.row_step)
+        self.image.setRect(rect)
+        self.backdrop.setRect(rect if rendered.layout.gap else QRectF())
+        self.cursor_label.setText(" ")
+        self.colorbar.setLevels(rendered.levels)
+        self._set_axes(rendered.layout)
+        title = f"{qualname} {_shape_text(tuple(values.shape))} — {MODES[self.mode]}"
+        if rendered.downsampled:
+            title += f" (downsampled ×{rendered.factor}: {rendered.row_step}×{rendered.col_step} blocks, "
+            title += "fraction kept)" if self.mode == "mask" else "mean |w|)"
+        self._set_title(title)
+        if reset_view:  # square pixels keep conv kernels square; matrices fill the view
+            aspect = rendered.layout.rows / max(1, rendered.layout.cols)
+            self.plot.setAspectLocked(rendered.layout.kind == "conv-grid" and 1 / 8 <= aspect <= 8)
+            self.plot.autoRange(padding=0.02)
+        return True
+
+    def _colormap(self) -> pg.ColorMap:
+        choice = self.colormap_combo.currentText()
+        rendered = self.rendered
+        if choice == "Auto":
+            signed = rendered is not None and rendered.signed
+            choice = "CET-D1" if signed else "viridis"
+        cmap = pg.colormap.get(choice)
+        if rendered is not None and rendered.mode == "mask" and not rendered.downsampled:
+            return two_colour(cmap)
+        return cmap
+
+    def _apply_colormap(self) -> None:
+        self.colorbar.setColorMap(self._colormap())
+        if self.rendered is not None:
+            self.colorbar.setLevels(self.rendered.levels)
+        labels = {"mask": "mask", "magnitude": "|weight|", "effective": "weight"}
+        label = labels[self.mode]
+        if self.rendered is not None and self.rendered.downsampled:
+            label = "fraction kept" if self.mode == "mask" else "mean |weight| per block"
+        self.colorbar.setLabel("right", label)
+        two_colours = self.rendered is not None and self.mode == "mask" and not self.rendered.downsampled
+        self.colorbar.axis.setTicks([[(0.25, "pruned"), (0.75, "kept")]] if two_colours else None)
+
+    def _set_axes(self, layout: Layout) -> None:
+        names = {
+            "matrix": ("row (output)", "column (input)"),
+            "conv-grid": ("output channel", "input channel"),
+            "conv1d": ("output channel", "input channel × k"),
+            "flattened": ("dim 0", "trailing dims, flattened"),
+            "strip": ("", "index"),
+            "scalar": ("", ""),
+        }
+        left_text, bottom_text = names[layout.kind]
+        self.plot.setLabel("left", left_text)
+        self.plot.setLabel("bottom", bottom_text)
+        conv = layout.kind == "conv-grid"
+        kh, kw = layout.tile
+        self.left_axis.set_tiles((layout.shape[0], kh, kh + layout.gap) if conv else None)
+        self.bottom_axis.set_tiles((layout.shape[1], kw, kw + layout.gap) if conv else None)
+
+    def _set_title(self, text: str) -> None:
+        self._title = text
+        self.plot.setTitle(text, size="10pt")
+
+    # -- cursor --------------------------------------------------------------------------------------------------
+    def _on_mouse_moved(self, pos: QPointF) -> None:
+        if self.plot.sceneBoundingRect().contains(pos):
+            point = self.plot.getViewBox().mapSceneToView(pos)
+            self.readout(point.x(), point.y())
+
+    def _describe(self, x: float, y: float) -> str:
+        rendered = self.rendered
+        if rendered is None or not (math.isfinite(x) and math.isfinite(y)):
+            return ""
+        probe = rendered.probe(math.floor(y / rendered.row_step), math.floor(x / rendered.col_step))
+        if probe is None:
+            return ""
+        index = ", ".join(str(i) for i in probe.index)
+        if not probe.exact:
+            what = f"{probe.value:.0%} kept" if rendered.mode == "mask" else f"mean |w| {probe.value:.4g}"
+            return f"{_span('row', probe.rows)}, {_span('col', probe.cols)} (from {self.qualname}[{index}]): {what}"
+        if rendered.mode == "mask":
+            return f"{self.qualname}[{index}]: {'kept' if probe.value else 'pruned'}"
+        text = f"{self.qualname}[{index}] = {probe.value + 0.0:.6g}"
+        if self._mask is not None:
+            text += " · kept" if float(self._mask[probe.index]) != 0 else " · pruned"
+        return text
+
+    def _on_selection(self, items: list[Selection]) -> None:
+        if items and items[0].kind in TENSOR_KINDS:
+            self.show_tensor(items[0].name)
+
+
+def _preview() -> None:  # pragma: no cover - manual preview
+    from sparsegui.core.document import Document
+
+    app = QApplication.instance() or QApplication(sys.argv)
+    session = Session(Document.demo("lenet"))
+    session.document.prune("ln_structured", ["conv2.weight"], amount=0.5, n=2, dim=0)
+    session.document.prune("l1_unstructured", ["conv2.weight"], amount=0.3)
+    view = MaskView(session)
+    view.resize(900, 700)
+    view.show_tensor(sys.argv[1] if len(sys.argv) > 1 else "conv2.weight")
+    view.show()
+    app.exec()
+
+
+if __name__ == "__main__":
+    _preview()

@@ -1,0 +1,83 @@
+"""The open document as the widgets see it: one QObject whose signals say what changed."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from PySide6.QtCore import QObject, Signal
+
+from sparsegui.core.document import Document
+
+
+@dataclass(frozen=True)
+class Selection:
+    """What the user selected: a module (``kind="module"``, ``name`` its qualified name, root ``""``), a tensor the
+    forward uses (``"tensor"``, ``name`` like ``"conv1.weight"``), a buffer (``"buffer"``, ``"conv1.weight_mask"``),
+    a raw parameter (``"parameter"``, ``"conv1.weight_orig"``) or a hook (``"hook"``, ``name`` = module name,
+    ``index`` = position among that module's hooks as listed by ``inspection.module_hooks``)."""
+
+    kind: str
+    name: str
+    index: int = 0
+
+    @property
+    def module_name(self) -> str:
+        if self.kind in ("module", "hook"):
+            return self.name
+        return self.name.rpartition(".")[0]
+
+    @property
+    def local_name(self) -> str:
+        return self.name.rpartition(".")[2]
+
+
+class Session(QObject):
+    """Holds the current :class:`Document`; every widget listens here instead of to each other.
+
+    ``document_replaced`` — a new model was opened (rebuild everything);
+    ``model_changed`` — the same model changed (an operation, undo, redo or device move): refresh statistics;
+    ``selection_changed`` — the list of selected items changed (the first is the "current" one);
+    ``busy_changed`` — a long job started (True) or ended (False): disable conflicting actions.
+    """
+
+    document_replaced = Signal(object)
+    model_changed = Signal()
+    selection_changed = Signal(list)
+    busy_changed = Signal(bool)
+
+    def __init__(self, document: Document | None = None, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self._document = document or Document.demo("lenet")
+        self._selection: list[Selection] = []
+        self._busy = False
+
+    @property
+    def document(self) -> Document:
+        return self._document
+
+    def replace_document(self, document: Document) -> None:
+        self._document = document
+        self._selection = []
+        self.document_replaced.emit(document)
+        self.selection_changed.emit([])
+
+    def notify_changed(self) -> None:
+        self.model_changed.emit()
+
+    @property
+    def selection(self) -> list[Selection]:
+        return list(self._selection)
+
+    def select(self, items: list[Selection]) -> None:
+        if items != self._selection:
+            self._selection = list(items)
+            self.selection_changed.emit(list(items))
+
+    @property
+    def busy(self) -> bool:
+        return self._busy
+
+    def set_busy(self, busy: bool) -> None:
+        if busy != self._busy:
+            self._busy = busy
+            self.busy_changed.emit(busy)
