@@ -331,7 +331,9 @@ class MainWindow(QMainWindow):
         if isinstance(geometry, QByteArray):
             self.restoreGeometry(geometry)
         else:
-            self.resize(1400, 880)
+            self.resize(1500, 920)
+            self.resizeDocks([self.tree_dock, self.details_dock], [470, 430], Qt.Orientation.Horizontal)
+            self.resizeDocks([self.details_dock, self.prune_dock], [470, 400], Qt.Orientation.Vertical)
         state = settings.value("window/state")
         if isinstance(state, QByteArray):
             self.restoreState(state)
