@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -319,6 +320,8 @@ def test_inspect_table_on_every_loader(capsys: pytest.CaptureFixture[str], files
     lines = result.out.splitlines()
     paths = [a for a in loader.args(files) if isinstance(a, Path)]
     assert lines[0].startswith(f"{paths[0]} (" if paths else "lenet (demo)")
+    if paths:
+        assert lines.pop(1) == f"sha256 {hashlib.sha256(paths[0].read_bytes()).hexdigest()}"
     zeros_text = f"{loader.zeros:,} zeros"
     assert lines[1] == f"{LENET_PARAMETERS:,} parameters, {zeros_text}, sparsity {loader.zeros / LENET_PARAMETERS:.2%}"
     assert lines[3].split() == ["MODULE", "TYPE", "TENSOR", "SHAPE", "NUMEL", "ZEROS", "SPARSITY", "PRUNING"]

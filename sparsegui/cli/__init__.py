@@ -12,6 +12,7 @@ from typing import NoReturn
 
 from sparsegui import __version__
 from sparsegui.core.errors import SparseGUIError
+from sparsegui.core.safety import require_safe_torch
 
 SUBCOMMANDS = ("inspect", "apply", "methods", "devices")
 
@@ -74,6 +75,8 @@ def parse_command(args_list: Sequence[str]) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     try:
+        if not {"--version", "-h", "--help"} & set(args_list):
+            require_safe_torch()
         if args_list and args_list[0] in SUBCOMMANDS:
             from sparsegui.cli.commands import run_command
 

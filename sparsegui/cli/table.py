@@ -32,6 +32,8 @@ def source_line(report: ModelReport) -> str:
         origin += f" arch {src['arch']}"
     elif src.get("inferred"):
         origin += ", module tree rebuilt from keys (kinds guessed)"
+    if src.get("sha256"):
+        origin += f"\nsha256 {src['sha256']}"
     return (
         f"{origin}\n{report.parameters:,} parameters, {report.zeros:,} zeros, "
         f"sparsity {report.sparsity * 100:.2f}%"

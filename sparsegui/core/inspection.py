@@ -10,6 +10,7 @@ from torch import nn
 from torch.nn.utils import prune
 
 from sparsegui.core.pruned import forward_tensor_names, method_history, pruning_hooks
+from sparsegui.core.safety import nonfinite_count
 from sparsegui.core.targets import module_type_name
 
 HOOK_DICTS = {
@@ -65,6 +66,8 @@ class TensorStats:
     numel: int
     zeros: int
     pruned: bool
+    nonfinite: int = 0
+    """Entries that are NaN or ±Inf."""
 
     @property
     def sparsity(self) -> float:
@@ -172,6 +175,7 @@ def tensor_stats(module: nn.Module, name: str) -> TensorStats:
         numel=tensor.numel(),
         zeros=count_zeros(tensor.detach()),
         pruned=name in pruning_hooks(module),
+        nonfinite=nonfinite_count(tensor.detach()),
     )
 
 

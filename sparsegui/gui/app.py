@@ -14,6 +14,7 @@ from sparsegui import __version__
 from sparsegui.core.document import Document
 from sparsegui.core.loading import LoadOptions, parse_arch_kwargs
 from sparsegui.gui.errors import ExceptionHandler
+from sparsegui.gui.help import app_icon
 
 APP_ID = "io.github.sparsegui.SparseGUI"
 
@@ -27,11 +28,13 @@ def configure_application() -> QApplication:
     app = QApplication.instance() or QApplication(sys.argv[:1])
     QGuiApplication.setDesktopFileName(APP_ID)
     assert isinstance(app, QApplication)
+    app.setWindowIcon(app_icon())
     return app
 
 
 def run_app(args: argparse.Namespace) -> int:
     app = configure_application()
+    from sparsegui.gui.autosave import Autosaver, offer_restore, pending
     from sparsegui.gui.main_window import MainWindow
     from sparsegui.gui.session import Session
 
@@ -40,11 +43,17 @@ def run_app(args: argparse.Namespace) -> int:
     session = Session(Document.demo(args.demo or "lenet"))
     window = MainWindow(session)
     handler.set_parent(window)
+    previous = pending()
+    autosaver = Autosaver(session, window.controller.undo_stack)
     window.show()
-    if args.path:
+    if previous is not None and offer_restore(window, window.controller, previous):
+        pass
+    elif args.path:
         options = LoadOptions(key=args.key, arch=args.arch, arch_kwargs=parse_arch_kwargs(args.arch_kwargs),
                               arch_path=args.arch_path, trust=args.trust)
         window.controller.open_path(args.path, options)
     code = app.exec()
+    window.controller.runner.wait()
+    autosaver.discard()  # a normal exit: the user already chose to keep or discard their changes
     handler.uninstall()
     return int(code)

@@ -27,6 +27,19 @@ from sparsegui.gui.worker import JobRunner
 MAX_RECENT = 10
 
 
+def is_out_of_memory(exc: BaseException) -> bool:
+    """CPU out-of-memory is a plain RuntimeError; ``torch.cuda.OutOfMemoryError`` subclasses it. A rolled-back
+    operation wraps it in a PruneError, so look through the cause chain too."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, MemoryError) or type(seen).__name__ == "OutOfMemoryError":
+            return True
+        if isinstance(seen, RuntimeError) and "out of memory" in str(seen).lower():
+            return True
+        seen = seen.__cause__
+    return False
+
+
 @dataclass
 class PruneRequest:
     """Everything the prune panel collected; ``global_`` runs ``global_unstructured`` over the targets."""
@@ -76,29 +89,58 @@ class Controller(QObject):
             self.session.notify_changed()
             self.status.emit(commands[-1].label if commands else label)
 
-        return self.runner.run(label, lambda progress, cancel: job(doc, progress, cancel), success,
-                               self._fail(f"{label} failed"))
+        def failure(exc: BaseException, details: str) -> None:
+            if is_out_of_memory(exc) and doc.device.type != "cpu" and self.ask_cpu_retry(exc, doc):
+                self.runner.run("Moving to cpu", lambda p, c: doc.move_to("cpu", cancel=c),
+                                lambda _target: (self.session.notify_changed(), self._change(label, job)),
+                                self._fail("Cannot move the model to the CPU"))
+                return
+            self._fail(f"{label} failed")(exc, details)
+
+        return self.runner.run(label, lambda progress, cancel: job(doc, progress, cancel), success, failure)
+
+    def ask_cpu_retry(self, exc: BaseException, doc: Document) -> bool:
+        """Out of memory on a GPU: the operation was rolled back; offer to move the model and run it on the CPU."""
+        answer = QMessageBox.question(
+            self.parent_widget,
+            "Out of memory",
+            f"The operation ran out of memory on {doc.device} and was rolled back; the model is unchanged.\n\n"
+            f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}\n\n"
+            "Move the model to the CPU and run it there?",
+            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
+            QMessageBox.StandardButton.Yes,
+        )
+        return answer == QMessageBox.StandardButton.Yes
 
     # -- opening -----------------------------------------------------------------------------------------------
-    def open_path(self, path: str | Path, options: LoadOptions | None = None) -> bool:
-        """Load ``path`` off the UI thread; a file that is code asks for trust first, naming what it imports."""
+    def open_path(
+        self, path: str | Path, options: LoadOptions | None = None, then: Callable[[], None] | None = None
+    ) -> bool:
+        """Load ``path`` off the UI thread (and hash it there); a file that is code asks for trust first, naming what
+        it would import. ``then`` runs after a successful open."""
         options = options or LoadOptions()
         path = str(path)
+
+        def load(_progress: Any, _cancel: CancelToken) -> Document:
+            doc = Document.open(path, options)
+            doc.source.digest()
+            return doc
 
         def success(doc: Document) -> None:
             self.session.replace_document(doc)
             self.add_recent(path)
             self.status.emit(f"Opened {Path(path).name}")
+            if then is not None:
+                then()
 
         def failure(exc: BaseException, details: str) -> None:
             if isinstance(exc, TrustRequired) and self.ask_trust(exc):
                 options.trust = True
-                self.open_path(path, options)
+                self.open_path(path, options, then)
                 return
             self._fail(f"Cannot open {Path(path).name}")(exc, details)
 
-        return self.runner.run(f"Opening {Path(path).name}", lambda p, c: Document.open(path, options),
-                               success, failure)
+        return self.runner.run(f"Opening {Path(path).name}", load, success, failure)
 
     def ask_trust(self, exc: TrustRequired) -> bool:
         imports = "\n".join(f"  • {name}" for name in exc.wanted_imports[:20]) or "  (its serialized code)"
@@ -147,12 +189,14 @@ class Controller(QObject):
         except Exception as exc:
             show_error(self.parent_widget, f"Cannot use recipe {path.name}", exc)
             return False
+        return self.apply_recipe_data(recipe, path.parent.resolve(), f"Applying recipe {path.name}")
 
+    def apply_recipe_data(self, recipe: dict[str, Any], base_dir: Path | None, label: str = "Applying recipe") -> bool:
         def job(doc: Document, progress: Any, cancel: CancelToken) -> list[Any]:
-            count = apply_recipe(doc, recipe, base_dir=path.parent.resolve(), progress=progress, cancel=cancel)
+            count = apply_recipe(doc, recipe, base_dir=base_dir, progress=progress, cancel=cancel)
             return doc.history.done()[-count:] if count else []
 
-        return self._change(f"Applying recipe {path.name}", job)
+        return self._change(label, job)
 
     def undo(self) -> None:
         if not self.session.busy:

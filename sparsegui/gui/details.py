@@ -17,6 +17,7 @@ from PySide6.QtWidgets import QTextBrowser, QVBoxLayout, QWidget
 from torch import nn
 
 from sparsegui.core.inspection import HookInfo, count_zeros, inspect_module, module_hooks
+from sparsegui.core.loading.source import SourceInfo
 from sparsegui.core.pruned import pruning_hooks
 from sparsegui.core.targets import module_type_name
 from sparsegui.gui.session import Selection, Session
@@ -33,6 +34,7 @@ th { border-bottom: 1px solid #8c8c8c; padding: 2px 8px 2px 0; text-align: left;
 td { border-bottom: 1px solid #6e6e6e; padding: 2px 8px 2px 0; }
 .num { text-align: right; }
 .muted { color: #8c8c8c; }
+.warn { color: #d35400; }
 </style>"""
 
 
@@ -124,6 +126,24 @@ def module_html(name: str, module: nn.Module) -> str:
     return "".join(parts)
 
 
+def source_html(source: SourceInfo) -> str:
+    """Where the model came from: file, format, chosen key, prefix, architecture, SHA-256 and load warnings."""
+    origin = f"{source.demo} (built-in demo)" if source.demo else (source.path or "")
+    rows = [("source", escape(origin)), ("format", escape(source.format))]
+    if source.key:
+        rows.append(("state_dict key", escape(source.key)))
+    if source.prefix:
+        rows.append(("stripped prefix", escape(source.prefix)))
+    rows.append(("architecture", escape(source.arch) if source.arch else
+                 "rebuilt from the keys (kinds guessed)" if source.inferred else "the model's own classes"))
+    if source.sha256:
+        rows.append(("SHA-256", f"<code>{source.sha256}</code>"))
+    if source.trusted:
+        rows.append(("trusted", "yes — opened with code execution allowed"))
+    warnings = "".join(f'<p class="warn">⚠ {escape(w)}</p>' for w in source.warnings)
+    return "<h4>Source</h4>" + _pairs(rows) + warnings
+
+
 def tensor_html(selection: Selection, module: nn.Module) -> str:
     local = selection.local_name
     tensor = getattr(module, local, None)
@@ -180,10 +200,12 @@ def hook_html(selection: Selection, module: nn.Module) -> str:
     return "".join(parts)
 
 
-def details_html(model: nn.Module, selection: list[Selection]) -> str:
+def details_html(model: nn.Module, selection: list[Selection], source: SourceInfo | None = None) -> str:
     """The whole details page for the first selected item (the root module when nothing is selected)."""
     if not selection:
         body = '<p class="muted">Select a module or tensor in the tree. The whole model:</p>' + module_html("", model)
+        if source is not None:
+            body += source_html(source)
     else:
         first = selection[0]
         try:
@@ -194,6 +216,8 @@ def details_html(model: nn.Module, selection: list[Selection]) -> str:
             body = f'<p class="muted">{escape(first.name)} no longer exists.</p>'
         elif first.kind == "module":
             body = module_html(first.name, module)
+            if first.name == "" and source is not None:
+                body += source_html(source)
         elif first.kind == "hook":
             body = hook_html(first, module)
         else:
@@ -225,7 +249,8 @@ class DetailsView(QWidget):
         """Re-render, keeping the scroll position when the same item is shown again."""
         bar = self.browser.verticalScrollBar()
         position = bar.value()
-        self.browser.setHtml(details_html(self.session.document.model, self.session.selection))
+        doc = self.session.document
+        self.browser.setHtml(details_html(doc.model, self.session.selection, doc.source))
         bar.setValue(position)
 
     def text(self) -> str:

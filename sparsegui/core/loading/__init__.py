@@ -27,6 +27,7 @@ from sparsegui.core.loading.trusted import (
     name_kinds,
     require_trust,
 )
+from sparsegui.core.safety import nonfinite_report, require_safe_torch
 
 __all__ = ["Format", "LoadOptions", "LoadedModel", "SourceInfo", "load_demo", "load_model", "sniff"]
 
@@ -65,7 +66,7 @@ def _from_state_dict(
         model, source.missing_keys, source.unexpected_keys = load_into_architecture(
             options.arch, options.arch_kwargs, options.arch_path, clean
         )
-        source.arch = options.arch
+        source.arch, source.arch_kwargs, source.arch_path = options.arch, dict(options.arch_kwargs), options.arch_path
         if source.unexpected_keys:
             source.warnings.append(f"{len(source.unexpected_keys)} key(s) not used by the architecture")
     else:
@@ -81,8 +82,19 @@ def _from_module(model: nn.Module, source: SourceInfo) -> nn.Module:
 
 
 def load_model(path: str | Path, options: LoadOptions | None = None) -> LoadedModel:
-    """Open ``path`` as a model. Raises :class:`LoadError` (or :class:`TrustRequired`) with a one-line message."""
-    options = options or LoadOptions()
+    """Open ``path`` as a model. Raises :class:`LoadError` (or :class:`TrustRequired`) with a one-line message.
+
+    The result's source warns about tensors holding NaN or Inf; ``source.digest()`` gives the file's SHA-256.
+    """
+    require_safe_torch()
+    loaded = _load_model(Path(path), options or LoadOptions())
+    warning = nonfinite_report(loaded.model)
+    if warning:
+        loaded.source.warnings.append(warning)
+    return loaded
+
+
+def _load_model(path: Path, options: LoadOptions) -> LoadedModel:
     path = Path(path)
     if not path.exists():
         raise LoadError(f"{path}: no such file")

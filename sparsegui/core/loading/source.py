@@ -21,6 +21,8 @@ class SourceInfo:
     key_order: list[str] = field(default_factory=list)
     """The clean state_dict keys in the source's order (pruned ``X_orig``/``X_mask`` pairs listed as ``X``)."""
     arch: str | None = None
+    arch_kwargs: dict[str, Any] = field(default_factory=dict)
+    arch_path: str | None = None
     missing_keys: list[str] = field(default_factory=list)
     unexpected_keys: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
@@ -28,6 +30,16 @@ class SourceInfo:
     inferred: bool = False
     """True when the module tree was rebuilt from dotted keys (no architecture code)."""
     metadata: dict[str, Any] = field(default_factory=dict)
+    sha256: str | None = None
+    """Digest of the opened file (of the index file for sharded safetensors); see :meth:`digest`."""
+
+    def digest(self) -> str | None:
+        """The file's SHA-256, computed on first use (seconds for multi-GB files: call it off the UI thread)."""
+        if self.sha256 is None and self.path is not None:
+            from sparsegui.core.safety import file_sha256
+
+            self.sha256 = file_sha256(self.path)
+        return self.sha256
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -43,4 +55,5 @@ class SourceInfo:
             "missing_keys": list(self.missing_keys),
             "unexpected_keys": list(self.unexpected_keys),
             "warnings": list(self.warnings),
+            "sha256": self.digest(),
         }

@@ -1,0 +1,101 @@
+"""Safety promises that hold for the whole code base: no unsafe torch.load, no old torch, NaN/Inf reported."""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+from pathlib import Path
+
+import pytest
+import torch
+
+import sparsegui
+from sparsegui.cli import main
+from sparsegui.core.errors import SparseGUIError
+from sparsegui.core.loading import load_model
+from sparsegui.core.safety import require_safe_torch, torch_version_problem
+
+PACKAGE = Path(sparsegui.__file__).parent
+TRUSTED_LOADERS = {"torch_files.py": {"_trusted_load"}, "trusted.py": {"load_torchscript", "load_exported_program"}}
+
+
+def _calls(tree: ast.AST) -> list[tuple[ast.Call, str | None]]:
+    """Every call with the name of the function it sits in."""
+    found: list[tuple[ast.Call, str | None]] = []
+
+    def visit(node: ast.AST, function: str | None) -> None:
+        for child in ast.iter_child_nodes(node):
+            name = child.name if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef)) else function
+            if isinstance(child, ast.Call):
+                found.append((child, function))
+            visit(child, name)
+
+    visit(tree, None)
+    return found
+
+
+def test_every_torch_load_passes_weights_only_explicitly() -> None:
+    """A source scan: every torch.load call names weights_only=True, except the one trusted loader (False)."""
+    seen = 0
+    for path in PACKAGE.rglob("*.py"):
+        for call, function in _calls(ast.parse(path.read_text(encoding="utf-8"))):
+            target = ast.unparse(call.func)
+            if target not in ("torch.load", "torch.jit.load", "torch.export.load"):
+                continue
+            seen += 1
+            if target != "torch.load":
+                assert function in TRUSTED_LOADERS.get(path.name, set()), f"{path}:{call.lineno} runs code"
+                continue
+            flags = {k.arg: k.value for k in call.keywords}
+            assert "weights_only" in flags, f"{path}:{call.lineno}: torch.load without weights_only"
+            value = ast.literal_eval(flags["weights_only"])
+            if value is not True:
+                assert function in TRUSTED_LOADERS.get(path.name, set()), f"{path}:{call.lineno} weights_only=False"
+    assert seen >= 4
+
+
+@pytest.mark.parametrize(("version", "bad"), [("2.5.1", True), ("2.9.1+cpu", True), ("2.10.0", False),
+                                               ("2.13.0+cpu", False), ("3.0.0", False)])
+def test_torch_version_check(version: str, bad: bool) -> None:
+    """torch older than 2.10 (known weights-only loader flaws) is refused with the version it needs."""
+    problem = torch_version_problem(version)
+    assert (problem is not None) == bad
+    if bad:
+        assert "2.10" in problem and version in problem
+
+
+def test_old_torch_refused_by_core_and_cli(monkeypatch, capsys, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """With an old torch the loader raises and the CLI prints one error line, exit 2."""
+    path = tmp_path / "m.pt"
+    torch.save({"w": torch.ones(2)}, path)
+    monkeypatch.setattr(torch, "__version__", "2.5.1")
+    with pytest.raises(SparseGUIError, match=r"2\.10"):
+        require_safe_torch()
+    with pytest.raises(SparseGUIError):
+        load_model(path)
+    assert main(["inspect", str(path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: torch 2.5.1")
+
+
+def test_nan_and_inf_are_reported(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Tensors holding NaN/Inf are named in the source warnings and counted per tensor."""
+    path = tmp_path / "m.pt"
+    weight = torch.ones(3, 4)
+    weight[0, 0] = float("nan")
+    weight[1, 1] = float("inf")
+    torch.save({"fc.weight": weight, "fc.bias": torch.zeros(3)}, path)
+    loaded = load_model(path)
+    assert any("fc.weight (2)" in w for w in loaded.source.warnings)
+    from sparsegui.core.inspection import inspect_model
+
+    assert inspect_model(loaded.model).tensor("fc.weight").nonfinite == 2
+
+
+def test_sha256_of_the_source_file(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The source's digest is the file's SHA-256, and inspect --json carries it."""
+    path = tmp_path / "m.pt"
+    torch.save({"fc.weight": torch.ones(2, 2)}, path)
+    loaded = load_model(path)
+    assert loaded.source.digest() == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert loaded.source.to_json()["sha256"] == loaded.source.digest()
