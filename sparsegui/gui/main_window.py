@@ -30,6 +30,7 @@ from sparsegui.gui.charts import SparsityChart, WeightHistogram
 from sparsegui.gui.controller import Controller, PruneRequest
 from sparsegui.gui.details import DetailsView
 from sparsegui.gui.dialogs import CHECKPOINT_FILTER, ArchitectureDialog, show_about
+from sparsegui.gui.help import action_icon, app_icon, show_shortcuts
 from sparsegui.gui.mask_view import MaskView
 from sparsegui.gui.module_tree import ModuleTreeWidget
 from sparsegui.gui.prune_panel import PrunePanel
@@ -42,6 +43,7 @@ class MainWindow(QMainWindow):
     def __init__(self, session: Session | None = None) -> None:
         super().__init__()
         self.setObjectName("mainWindow")
+        self.setWindowIcon(app_icon())
         self.session = session or Session()
         self.controller = Controller(self.session, self)
         self._close_after_export = False
@@ -115,7 +117,16 @@ class MainWindow(QMainWindow):
         self.redo_action.setObjectName("redoAction")
         self.remove_all_action = self._action("Remove All Pruning", lambda: self.controller.remove(["*"]),
                                               name="removeAllAction")
+        self.prune_action = self._action("Prune…", lambda: (self.prune_dock.show(), self.prune_dock.raise_()),
+                                         "Ctrl+P", "showPruneAction")
         self.about_action = self._action("About SparseGUI", lambda: show_about(self), name="aboutAction")
+        self.shortcuts_action = self._action("Keyboard Shortcuts", lambda: show_shortcuts(self),
+                                             QKeySequence.StandardKey.HelpContents, "shortcutsAction")
+        for action, icon in ((self.open_action, "open"), (self.export_action, "export"), (self.undo_action, "undo"),
+                             (self.redo_action, "redo"), (self.prune_action, "prune"),
+                             (self.remove_all_action, "remove"), (self.tree.prune_action, "prune"),
+                             (self.tree.remove_action, "remove"), (self.tree.undo_action, "undo")):
+            action.setIcon(action_icon(icon))
         self.busy_actions = [self.open_action, self.arch_action, self.recipe_action, self.export_action,
                              self.export_masks_state_action, self.export_masks_action, self.remove_all_action]
 
@@ -145,11 +156,13 @@ class MainWindow(QMainWindow):
         edit_menu.addAction(self.undo_action)
         edit_menu.addAction(self.redo_action)
         edit_menu.addSeparator()
+        edit_menu.addAction(self.prune_action)
         edit_menu.addAction(self.remove_all_action)
         view_menu = bar.addMenu("&View")
         for dock in (self.tree_dock, self.details_dock, self.prune_dock, self.history_dock):
             view_menu.addAction(dock.toggleViewAction())
         help_menu = bar.addMenu("&Help")
+        help_menu.addAction(self.shortcuts_action)
         help_menu.addAction(self.about_action)
         self._fill_recent(self.controller.recent_files())
 
@@ -160,6 +173,9 @@ class MainWindow(QMainWindow):
         toolbar.addSeparator()
         toolbar.addAction(self.undo_action)
         toolbar.addAction(self.redo_action)
+        toolbar.addSeparator()
+        toolbar.addAction(self.prune_action)
+        toolbar.addAction(self.remove_all_action)
         toolbar.addSeparator()
         toolbar.addWidget(QLabel(" Device "))
         self.device_combo = QComboBox(objectName="deviceCombo")
