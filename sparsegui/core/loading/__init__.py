@@ -19,7 +19,12 @@ from sparsegui.core.loading.rebuild import apply_saved_masks, rebuild_model
 from sparsegui.core.loading.safetensors_files import load_safetensors, load_sharded
 from sparsegui.core.loading.sniff import Format, sniff
 from sparsegui.core.loading.source import SourceInfo
-from sparsegui.core.loading.statedicts import choose_state_dict, split_pruned, strip_wrapper_prefix
+from sparsegui.core.loading.statedicts import (
+    check_dense,
+    choose_state_dict,
+    split_pruned,
+    strip_wrapper_prefix,
+)
 from sparsegui.core.loading.torch_files import load_torch_file
 from sparsegui.core.loading.trusted import (
     load_exported_program,
@@ -59,6 +64,7 @@ def _from_state_dict(
     state: Mapping[str, torch.Tensor], source: SourceInfo, options: LoadOptions, filename: str
 ) -> nn.Module:
     """Build the model for a state_dict: the real architecture if given, else a tree rebuilt from the keys."""
+    check_dense(state, filename)
     stripped, source.prefix = strip_wrapper_prefix(state)
     clean, masks = split_pruned(stripped)
     source.key_order = list(clean)

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import h5py
-import numpy as np
 import torch
 
 from sparsegui.core.errors import LoadError
@@ -28,11 +28,49 @@ def _check_dataset(dset: h5py.Dataset, key: str, file_size: int, filename: str) 
             raise LoadError(f"{filename}: dataset {key!r} needs unknown filter plugin {filter_id}; refused")
     if dset.dtype.kind not in "biufc":
         raise LoadError(f"{filename}: dataset {key!r} holds {dset.dtype}, not numbers")
-    declared = int(np.prod(dset.shape, dtype=np.int64)) * dset.dtype.itemsize if dset.shape else dset.dtype.itemsize
-    if dset.compression is None and declared > file_size:
+    declared = _declared_bytes(dset)
+    filters = {plist.get_filter(i)[0] for i in range(plist.get_nfilters())}
+    if filters <= _SIZE_KEEPING_FILTERS and declared > file_size:
         raise LoadError(f"{filename}: dataset {key!r} declares {declared} bytes but the file has {file_size}")
+    if filters and declared > file_size and dset.id.get_storage_size() == 0:
+        raise LoadError(f"{filename}: dataset {key!r} declares {declared} bytes but stores none; refused")
     if declared > 64 * 1024**3:
         raise LoadError(f"{filename}: dataset {key!r} declares {declared} bytes; refused")
+
+
+_SIZE_KEEPING_FILTERS = {2, 3}  # shuffle, fletcher32: what is stored is at least what is declared
+
+
+def _declared_bytes(dset: h5py.Dataset) -> int:
+    count = 1
+    for extent in dset.shape or ():
+        count *= int(extent)
+    return count * dset.dtype.itemsize
+
+
+def _memory_budget() -> int:
+    """Bytes of memory a load may use: the kernel's MemAvailable (Linux), else physical memory."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, AttributeError):
+        return 64 * 1024**3
+
+
+def _check_total(items: list[tuple[str, h5py.Dataset]], filename: str) -> None:
+    """Every dataset is read into memory: refuse before reading if they cannot fit."""
+    total = sum(_declared_bytes(dset) for _, dset in items)
+    budget = _memory_budget()
+    if total > budget:
+        raise LoadError(
+            f"{filename}: its datasets declare {total} bytes, more than the {budget} bytes of memory available"
+        )
 
 
 def load_hdf5(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, object]]:
@@ -60,9 +98,11 @@ def load_hdf5(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, object]]:
                     items.append((name.replace("/", "."), obj))
 
             h5.visititems(collect)
-            state: dict[str, torch.Tensor] = {}
             for key, dset in items:
                 _check_dataset(dset, key, file_size, path.name)
+            _check_total(items, path.name)
+            state: dict[str, torch.Tensor] = {}
+            for key, dset in items:
                 state[key] = read_tensor(dset)
             if ours and "key_order" in attrs:
                 order = [k for k in json.loads(str(attrs["key_order"])) if k in state]

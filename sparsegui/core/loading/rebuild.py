@@ -92,4 +92,8 @@ def apply_saved_masks(model: nn.Module, masks: Mapping[str, torch.Tensor], filen
             raise LoadError(
                 f"{filename}: mask {key}_mask has shape {list(mask.shape)} but {key} has {list(target.shape)}"
             )
-        prune.custom_from_mask(module, name, mask.to(device=target.device))
+        try:
+            prune.custom_from_mask(module, name, mask.to(device=target.device))
+        except Exception as exc:  # e.g. an integer X_orig (held as a buffer) or a mask torch cannot multiply
+            detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise LoadError(f"{filename}: cannot apply mask {key}_mask to {key} ({detail})") from exc

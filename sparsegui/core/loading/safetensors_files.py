@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
+from pathlib import Path, PurePosixPath, PureWindowsPath
 
 import torch
 from safetensors import SafetensorError, safe_open
@@ -37,12 +37,15 @@ def load_sharded(index_path: Path) -> tuple[dict[str, torch.Tensor], dict[str, s
         weight_map = index["weight_map"]
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise LoadError(f"{index_path.name}: unreadable shard index ({exc})") from exc
+    if not isinstance(weight_map, dict):
+        raise LoadError(f"{index_path.name}: 'weight_map' is not an object")
+    bad = next((k for k, v in weight_map.items() if not isinstance(v, str) or not v), None)
+    if bad is not None:
+        raise LoadError(f"{index_path.name}: weight_map[{bad!r}] is not a shard file name")
     shards: dict[str, dict[str, torch.Tensor]] = {}
     for shard in dict.fromkeys(weight_map.values()):
-        shard_path = (index_path.parent / str(shard)).resolve()
-        if shard_path.parent != index_path.parent.resolve():
-            raise LoadError(f"{index_path.name}: shard {shard!r} is outside the index's folder; refused")
-        if not shard_path.exists():
+        shard_path = _shard_path(index_path, shard)
+        if not shard_path.is_file():
             raise LoadError(f"{index_path.name}: shard {shard!r} is missing")
         shards[shard], _ = load_safetensors(shard_path)
     state: dict[str, torch.Tensor] = {}
@@ -50,5 +53,18 @@ def load_sharded(index_path: Path) -> tuple[dict[str, torch.Tensor], dict[str, s
         if key not in shards[shard]:
             raise LoadError(f"{index_path.name}: {key!r} is not in shard {shard!r}")
         state[key] = shards[shard][key]
-    metadata = {k: str(v) for k, v in (index.get("metadata") or {}).items()}
+    raw_metadata = index.get("metadata")
+    metadata = {str(k): str(v) for k, v in raw_metadata.items()} if isinstance(raw_metadata, dict) else {}
     return state, metadata
+
+
+def _shard_path(index_path: Path, shard: str) -> Path:
+    """The shard's path, refusing names that leave the index's folder (``..``, absolute paths).
+
+    The check is on the name, not the resolved path: a shard that is a symlink placed in the folder (the
+    Hugging Face cache links ``snapshots/<rev>/*.safetensors`` to ``blobs/``) is followed.
+    """
+    relative = PurePosixPath(shard.replace("\\", "/"))
+    if relative.is_absolute() or PureWindowsPath(shard).drive or ".." in relative.parts or not relative.parts:
+        raise LoadError(f"{index_path.name}: shard {shard!r} is outside the index's folder; refused")
+    return index_path.parent.joinpath(*relative.parts)

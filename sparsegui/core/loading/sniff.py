@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import json
+import pickletools
 import struct
 import zipfile
 from pathlib import Path
@@ -50,11 +51,28 @@ def _zip_kind(path: Path) -> Format:
     raise LoadError(f"{path.name}: a zip archive but not a PyTorch checkpoint (no data.pkl inside)")
 
 
-def _looks_like_safetensors(head: bytes, size: int) -> bool:
-    if len(head) < 10:
+def _looks_like_safetensors(head: bytes, size: int, name: str) -> bool:
+    if len(head) < 10 or head[8:9] != b"{":
         return False
     (header_len,) = struct.unpack("<Q", head[:8])
-    return 2 <= header_len <= size - 8 and head[8:9] == b"{"
+    if header_len > size - 8:
+        raise LoadError(f"{name}: safetensors header claims {header_len} bytes but the file has {size} (truncated?)")
+    return header_len >= 2
+
+
+def _names_import_in_old_pickle(path: Path) -> bool:
+    """A protocol 0/1 pickle (no PROTO opcode) that imports something: parsed by pickletools, never run."""
+    with path.open("rb") as handle:
+        data = handle.read(1 << 20)
+    imports = False
+    try:
+        for opcode, _arg, _pos in pickletools.genops(data):
+            imports = imports or opcode.name in ("GLOBAL", "INST", "STACK_GLOBAL")
+            if opcode.name == "STOP":
+                return imports
+    except Exception:
+        return False
+    return False
 
 
 def sniff(path: Path) -> Format:
@@ -75,8 +93,10 @@ def sniff(path: Path) -> Format:
         return Format.HDF5
     if head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"):
         return Format.TORCH_LEGACY
-    if _looks_like_safetensors(head, size):
+    if _looks_like_safetensors(head, size, path.name):
         return Format.SAFETENSORS
+    if head[:1] in (b"c", b"(", b"}", b"]") and _names_import_in_old_pickle(path):
+        return Format.TORCH_LEGACY
     if head.lstrip()[:1] == b"{":
         if size > 64 * 1024 * 1024:
             raise LoadError(f"{path.name}: a {size} byte JSON file is not a safetensors index")

@@ -99,6 +99,16 @@ def strip_wrapper_prefix(state: Mapping[str, Any]) -> tuple[StateDict, str]:
     return {k[len(prefix) :]: v for k, v in state.items()}, prefix
 
 
+def check_dense(state: Mapping[str, torch.Tensor], filename: str) -> None:
+    """Refuse tensors that hold no data here (meta) or are not plain dense arrays (sparse, nested layouts)."""
+    for key, tensor in state.items():
+        if tensor.is_meta:
+            raise LoadError(f"{filename}: tensor {key!r} holds no data (saved on the meta device)")
+        if tensor.layout is not torch.strided or tensor.is_nested:
+            layout = str(tensor.layout).removeprefix("torch.")
+            raise LoadError(f"{filename}: tensor {key!r} is stored as {layout}, not a dense tensor; refused")
+
+
 def split_pruned(state: Mapping[str, torch.Tensor]) -> tuple[StateDict, StateDict]:
     """Split ``X_orig``/``X_mask`` pairs (a state_dict saved while pruned) into ``X`` and a mask for ``X``.
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import pickle
+import pickletools
+import re
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -20,6 +22,29 @@ def _first_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0]}" if text and text[0] else type(exc).__name__
 
 
+_PROTOCOLS = {op.name: op.proto for op in pickletools.opcodes}
+_BOILERPLATE = ("Weights only load failed", "Please file an issue", "Check the documentation", "In PyTorch 2.6")
+
+
+def _refusal_reason(exc: BaseException) -> str:
+    """The line of torch's weights-only refusal that says what was refused (not its advice to load unsafely)."""
+    text = str(exc).split("WeightsUnpickler error:", 1)[-1]
+    for line in text.splitlines():
+        line = line.strip()
+        if line and not line.startswith(_BOILERPLATE):
+            match = re.fullmatch(r"Unsupported operand (\d+)", line)
+            if match and int(match.group(1)) < 256:
+                names = [op.name for op in pickletools.opcodes if op.code == chr(int(match.group(1)))]
+                if names:
+                    line = f"unsupported pickle opcode {names[0]}, protocol {_PROTOCOLS.get(names[0], '?')}"
+            return line
+    return "the file holds objects the safe loader does not allow"
+
+
+def _is_refusal(exc: BaseException) -> bool:
+    return isinstance(exc, pickle.UnpicklingError) and "weights only" in str(exc).lower().replace("_", " ")
+
+
 def _trust_message(path: Path, wanted: list[str], what: str) -> str:
     shown = ", ".join(wanted[:6]) + ("…" if len(wanted) > 6 else "") if wanted else "unknown code"
     return f"{path.name}: {what} runs code from the file when opened ({shown}); open it only if you trust it (--trust)"
@@ -31,8 +56,23 @@ def wanted_imports(path: Path, fmt: Format) -> list[str]:
         try:
             return list(torch.serialization.get_unsafe_globals_in_checkpoint(str(path)))
         except Exception as exc:
-            raise LoadError(f"{path.name}: corrupt or truncated checkpoint ({_first_line(exc)})") from exc
+            # torch's scanner knows only protocol-2 opcodes; pickletools reads every protocol
+            data = _zip_data_pkl(path, exc)
+            return unsafe_globals(pickle_globals(data))
     return unsafe_globals(pickle_globals(path.read_bytes()))
+
+
+def _zip_data_pkl(path: Path, cause: BaseException) -> bytes:
+    try:
+        with zipfile.ZipFile(path) as archive:
+            info = next(i for i in archive.infolist() if i.filename.rpartition("/")[2] == "data.pkl")
+            if info.file_size > 1 << 30:
+                raise LoadError(f"{path.name}: its data.pkl declares {info.file_size} bytes; refused")
+            return archive.read(info)
+    except LoadError:
+        raise
+    except Exception as exc:
+        raise LoadError(f"{path.name}: corrupt or truncated checkpoint ({_first_line(cause)})") from exc
 
 
 def load_torch_file(path: Path, fmt: Format, trust: bool) -> Any:
@@ -53,12 +93,15 @@ def load_torch_file(path: Path, fmt: Format, trust: bool) -> Any:
     except LoadError:
         raise
     except pickle.UnpicklingError as exc:
-        if fmt is Format.TORCH_LEGACY and "weights only" in str(exc).lower().replace("_", " "):
-            wanted = wanted_imports(path, fmt)
-            if not trust:
-                raise TrustRequired(_trust_message(path, wanted, "a pickled Python object"), wanted) from exc
+        if not _is_refusal(exc):
+            raise LoadError(f"{path.name}: corrupt or unreadable checkpoint ({_first_line(exc)})") from exc
+        if trust:
             return _trusted_load(path)
-        raise LoadError(f"{path.name}: corrupt or unreadable checkpoint ({_first_line(exc)})") from exc
+        wanted = wanted_imports(path, fmt) if fmt is Format.TORCH_LEGACY else []
+        if wanted:
+            raise TrustRequired(_trust_message(path, wanted, "a pickled Python object"), wanted) from exc
+        # no import named: a malformed or hostile stream (e.g. SETITEM on a tensor), not a trust question
+        raise LoadError(f"{path.name}: refused by the safe loader ({_refusal_reason(exc)})") from exc
     except MemoryError as exc:
         raise LoadError(f"{path.name}: not enough memory to load it") from exc
     except Exception as exc:
