@@ -14,6 +14,7 @@ import torch
 from torch import nn
 from torch.nn.utils import prune
 
+from sparsegui.core import fastprune
 from sparsegui.core.amounts import check_amount_fits, check_amount_value, check_dim, check_n
 from sparsegui.core.errors import PruneError
 from sparsegui.core.methods import GLOBAL_METHODS, MethodSpec
@@ -116,7 +117,9 @@ def apply_method(
 ) -> None:
     """Prune one tensor through torch's functional API (built-ins) or ``cls.apply`` (plugins)."""
     make_contiguous(module, name)
-    if spec.name == "custom_from_mask":
+    if spec.cls is prune.L1Unstructured and spec.origin == "torch" and fastprune.supports([getattr(module, name)]):
+        fastprune.l1_unstructured(module, name, kwargs["amount"])
+    elif spec.name == "custom_from_mask":
         assert mask is not None
         prune.custom_from_mask(module, name, mask)
     elif spec.origin == "torch":
@@ -181,6 +184,9 @@ def global_prune(
     report(progress, 0.0, f"global {method} over {len(refs)} tensors")
     for module, name in pairs:
         make_contiguous(module, name)
+    if method == "l1_unstructured" and fastprune.supports([getattr(m, n) for m, n in pairs]):
+        fastprune.global_l1_unstructured(pairs, value, progress, cancel)
+        return
     prune.global_unstructured(pairs, pruning_method=GLOBAL_METHODS[method], amount=value)
     report(progress, 1.0, "done")
 
