@@ -2,8 +2,8 @@
 specification. Masks are identical wherever no other candidate has exactly the threshold magnitude; among entries
 tied at the threshold the same number is pruned.
 
-Small CHUNK and GATHER_LIMIT values force every code path (chunked streaming, batched small tensors, narrowing
-passes, gathering the threshold bin) on tensors small enough to test quickly.
+A small CHUNK forces every code path (chunked streaming, several tensors, narrowing passes) on tensors small
+enough to test quickly.
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ DTYPES = [torch.float16, torch.bfloat16, torch.float32, torch.float64]
 def small_steps(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(fastprune, "MIN_NUMEL", 1)
     monkeypatch.setattr(fastprune, "CHUNK", 257)
-    monkeypatch.setattr(fastprune, "GATHER_LIMIT", 16)
 
 
 def values(shape: tuple[int, ...], dtype: torch.dtype, seed: int, special: bool = False) -> torch.Tensor:
@@ -251,7 +250,6 @@ def test_default_steps_on_a_large_tensor(monkeypatch: pytest.MonkeyPatch) -> Non
     """Real chunk sizes: one tensor larger than a chunk, bit-identical to torch."""
     monkeypatch.setattr(fastprune, "MIN_NUMEL", 1 << 16)
     monkeypatch.setattr(fastprune, "CHUNK", 1 << 20)
-    monkeypatch.setattr(fastprune, "GATHER_LIMIT", 1 << 22)
     weight = values((1100, 1000), torch.float32, seed=9)
     fast, slow = layer(weight), layer(weight)
     fastprune.l1_unstructured(fast, "weight", 0.5)

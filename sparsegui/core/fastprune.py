@@ -43,8 +43,6 @@ _KEYS: dict[torch.dtype, tuple[torch.dtype, int, tuple[int, ...]]] = {
     torch.float64: (torch.int64, 0x7FFF_FFFF_FFFF_FFFF, (48, 32, 16, 0)),
 }
 _BINS = 1 << 16
-GATHER_LIMIT = 1 << 22
-"""Up to this many entries in the threshold's bin are gathered and sorted; more, and the bin is narrowed again."""
 
 
 def supports(tensors: Sequence[torch.Tensor]) -> bool:
@@ -76,12 +74,6 @@ class _Entry:
         return self.old_mask[start:stop].to(self.cand_dtype).to(self.out_dtype)
 
 
-def _keys(chunk: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """The bit patterns of ``|chunk|`` (in ``dtype``) as non-negative integers that order like the magnitudes."""
-    itype, sign_off, _ = _KEYS[dtype]
-    return chunk.to(dtype).view(itype) & sign_off
-
-
 def _same_bits(a: torch.Tensor, b: torch.Tensor) -> bool:
     if a.dtype != b.dtype or a.shape != b.shape:
         return False
@@ -94,55 +86,78 @@ def _spans(numel: int) -> Iterator[tuple[int, int]]:
         yield start, min(start + CHUNK, numel)
 
 
+class _Buffers:
+    """Scratch tensors reused chunk after chunk: fresh multi-megabyte allocations cost a page fault per page."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self._store: dict[tuple[str, torch.dtype], torch.Tensor] = {}
+
+    def get(self, name: str, dtype: torch.dtype, n: int) -> torch.Tensor:
+        buf = self._store.get((name, dtype))
+        if buf is None or buf.numel() < n:
+            buf = torch.empty(max(n, min(CHUNK, 1 << 16)), dtype=dtype, device=self.device)
+            self._store[(name, dtype)] = buf
+        return buf[:n]
+
+
 class _Selection:
-    """Streaming radix selection of the k smallest magnitudes among the candidates of several tensors."""
+    """Streaming radix selection of the k smallest magnitudes among the candidates of several tensors.
+
+    Keys are the bit patterns of ``|w|`` with the sign bit cleared. Each pass histograms the next 16-bit digit of the
+    keys that share the prefix found so far (non-candidates and keys outside the prefix go to a spare bin); after
+    the last digit the threshold key is exact and one more pass writes the masks with a float comparison.
+    """
 
     def __init__(self, entries: Sequence[_Entry], dtype: torch.dtype, progress: ProgressCallback | None,
                  cancel: CancelToken | None) -> None:
         self.entries = entries
         self.dtype = dtype
-        self.shifts = _KEYS[dtype][2]
+        self.itype, self.sign_off, self.shifts = _KEYS[dtype]
+        self.ktype = torch.int64 if self.itype == torch.int64 else torch.int32
         self.progress = progress
         self.cancel = cancel
         self.device = entries[0].scores.device
+        self.buffers = _Buffers(self.device)
         self.passes = 0  # passes over the data so far
+        self.expected = len(self.shifts) + 1
         self.done = 0.0
 
     def _tick(self, index: int, what: str) -> None:
         check(self.cancel)
-        expected = max(2, self.passes + 1)
-        self.done = max(self.done, 0.95 * (self.passes + index / len(self.entries)) / expected)
+        self.done = max(self.done, 0.95 * (self.passes + index / len(self.entries)) / self.expected)
         report(self.progress, self.done, f"{what} ({index + 1}/{len(self.entries)} tensors)")
 
-    def _candidate_keys(self) -> Iterator[torch.Tensor]:
-        """Candidates' keys, batched so that small tensors share one histogram call."""
-        pending: list[torch.Tensor] = []
-        size = 0
-        for index, entry in enumerate(self.entries):
-            self._tick(index, "finding the threshold")
-            for start, stop in _spans(entry.scores.numel()):
-                keys = _keys(entry.scores[start:stop], self.dtype)
-                cand = entry.candidates(start, stop)
-                if cand is not None:
-                    keys = keys[cand]
-                pending.append(keys)
-                size += keys.numel()
-                if size >= CHUNK:
-                    yield torch.cat(pending) if len(pending) > 1 else pending[0]
-                    pending, size = [], 0
-        if pending:
-            yield torch.cat(pending)
-        self.passes += 1
+    def _chunk(self, entry: _Entry, start: int, stop: int) -> torch.Tensor:
+        chunk = entry.scores[start:stop]
+        return chunk if chunk.dtype == self.dtype else chunk.to(self.dtype)
+
+    def _keys(self, chunk: torch.Tensor) -> torch.Tensor:
+        keys = self.buffers.get("keys", self.ktype, chunk.numel())
+        return torch.bitwise_and(chunk.view(self.itype), self.sign_off, out=keys)
 
     def _histogram(self, previous: int, prefix: int, shift: int) -> torch.Tensor:
         """Counts of the 16-bit digit at ``shift`` among candidates whose ``key >> previous == prefix``."""
-        hist = torch.zeros(_BINS, dtype=torch.int64, device=self.device)
-        for keys in self._candidate_keys():
-            if previous >= 0:
-                keys = keys[(keys >> previous) == prefix]
-            digits = keys >> shift if previous < 0 else (keys >> shift) & 0xFFFF
-            hist += torch.bincount(digits, minlength=_BINS)
-        return hist
+        hist = torch.zeros(_BINS + 1, dtype=torch.int64, device=self.device)
+        for index, entry in enumerate(self.entries):
+            self._tick(index, "finding the threshold")
+            for start, stop in _spans(entry.scores.numel()):
+                n = stop - start
+                keys = self._keys(self._chunk(entry, start, stop))
+                digits = self.buffers.get("digits", self.ktype, n)
+                spare = self.buffers.get("spare", torch.bool, n)
+                if previous >= 0:
+                    torch.ne(torch.bitwise_right_shift(keys, previous, out=digits), prefix, out=spare)
+                    torch.bitwise_right_shift(keys, shift, out=digits).bitwise_and_(0xFFFF)
+                    digits.masked_fill_(spare, _BINS)
+                else:
+                    torch.bitwise_right_shift(keys, shift, out=digits)
+                cand = entry.candidates(start, stop)
+                if cand is not None:
+                    digits.masked_fill_(cand.logical_not_(), _BINS)
+                hist += torch.bincount(digits, minlength=_BINS + 1)
+        self.passes += 1
+        return hist[:_BINS]
 
     def masks(self, amount: float | int) -> list[torch.Tensor]:
         """Each entry's new mask (flat, in its ``out_dtype``), as torch's ``compute_mask`` would return it."""
@@ -150,50 +165,58 @@ class _Selection:
         total = int(hist.sum())
         k = _count(amount, total)
         if k in (0, total):
-            return self._write(lambda keys, cand, where: torch.full_like(keys, k == 0, dtype=torch.bool))
+            return self._write(lambda chunk, keys: torch.full((chunk.numel(),), k == 0, dtype=torch.bool,
+                                                              device=self.device))
         prefix, need, count = _pick(hist, k)
         previous = self.shifts[0]
         for shift in self.shifts[1:]:
-            if count <= GATHER_LIMIT:
-                break
             digit, need, count = _pick(self._histogram(previous, prefix, shift), need)
             prefix, previous = (prefix << (previous - shift)) | digit, shift
-        if previous == 0:  # the threshold is exact: keep what is above, prune the first `need` equal to it
-            ties = [need]
+        return self._write_at(prefix, need, count)
 
-            def exact(keys: torch.Tensor, cand: torch.Tensor | None, where: tuple[int, int]) -> torch.Tensor:
-                keep, ties[0] = _keep(keys, cand, prefix, ties[0])
-                return keep
+    def _write_at(self, threshold: int, need: int, count: int) -> list[torch.Tensor]:
+        """Keep keys above ``threshold``; of the ``count`` candidates equal to it, prune the first ``need``."""
+        finite = threshold < self.sign_off ^ _mantissa(self.dtype)  # below the key of +Inf
+        value = torch.tensor(threshold, dtype=self.itype).view(self.dtype).to(self.device)
+        choose = need < count  # some tied entries are kept: prune the first `need` in order, keep the rest
+        remaining = [need]
 
-            return self._write(exact)
-        found: list[tuple[int, int, torch.Tensor, torch.Tensor]] = []
+        def decide(chunk: torch.Tensor, cand: torch.Tensor | None) -> torch.Tensor:
+            keep = self.buffers.get("keep", torch.bool, chunk.numel())
+            if finite:  # |w| > t, NaN included (it ranks above every number, as in torch's topk)
+                mags = torch.abs(chunk, out=self.buffers.get("mags", self.dtype, chunk.numel()))
+                torch.le(mags, value, out=keep).logical_not_()
+            else:
+                torch.gt(self._keys(chunk), threshold, out=keep)
+            if choose:
+                equal = self._keys(chunk) == threshold
+                if cand is not None:
+                    equal &= cand
+                remaining[0] = _keep_ties(keep, equal, remaining[0])
+            return keep
 
-        def gather(keys: torch.Tensor, cand: torch.Tensor | None, where: tuple[int, int]) -> torch.Tensor:
-            high = keys >> previous
-            inside = high == prefix
-            if cand is not None:
-                inside &= cand
-            index = inside.nonzero().squeeze(1)
-            found.append((*where, index, keys[index]))
-            return high > prefix
+        return self._write(decide)
 
-        masks = self._write(gather)
-        _place(masks, found, need)
-        return masks
-
-    def _write(self, decide: Callable[[torch.Tensor, torch.Tensor | None, tuple[int, int]], torch.Tensor]
-               ) -> list[torch.Tensor]:
+    def _write(self, decide: Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor]) -> list[torch.Tensor]:
         masks = []
         for index, entry in enumerate(self.entries):
             self._tick(index, "writing masks")
             out = torch.empty(entry.scores.numel(), dtype=entry.out_dtype, device=self.device)
             for start, stop in _spans(out.numel()):
                 cand = entry.candidates(start, stop)
-                keep = decide(_keys(entry.scores[start:stop], self.dtype), cand, (index, start))
-                out[start:stop] = keep if cand is None else torch.where(cand, keep, entry.fill(start, stop))
+                keep = decide(self._chunk(entry, start, stop), cand)
+                if cand is None:
+                    out[start:stop] = keep
+                else:
+                    out[start:stop] = torch.where(cand, keep, entry.fill(start, stop))
             masks.append(out)
         self.passes += 1
         return masks
+
+
+def _mantissa(dtype: torch.dtype) -> int:
+    """The mantissa bits of ``dtype``'s bit pattern: the key of +Inf is ``sign_off ^ mantissa``."""
+    return {torch.float16: 0x3FF, torch.bfloat16: 0x7F, torch.float32: 0x7FFFFF, torch.float64: (1 << 52) - 1}[dtype]
 
 
 def _pick(hist: torch.Tensor, need: int) -> tuple[int, int, int]:
@@ -204,32 +227,17 @@ def _pick(hist: torch.Tensor, need: int) -> tuple[int, int, int]:
     return digit, need - (int(cumulative[digit]) - count), count
 
 
-def _place(masks: list[torch.Tensor], found: list[tuple[int, int, torch.Tensor, torch.Tensor]], need: int) -> None:
-    """Among the gathered keys of the threshold bin, prune the ``need`` smallest (ties: first in order), keep the rest
-    (the masks hold 0 there so far)."""
-    keys = torch.cat([f[3] for f in found])
-    kept = torch.zeros(keys.numel(), dtype=torch.bool, device=keys.device)
-    kept[torch.argsort(keys, stable=True)[need:]] = True
-    offset = 0
-    for index, start, positions, chunk_keys in found:
-        flags = kept[offset:offset + chunk_keys.numel()]
-        offset += chunk_keys.numel()
-        masks[index][positions[flags] + start] = 1
-
-
-def _keep(keys: torch.Tensor, cand: torch.Tensor | None, threshold: int, ties: int) -> tuple[torch.Tensor, int]:
-    """Keep keys above the threshold; of the keys equal to it, prune the first ``ties`` (in order) and keep the rest."""
+def _keep_ties(keep: torch.Tensor, equal: torch.Tensor, ties: int) -> int:
+    """Of the entries ``equal`` to the threshold (pruned so far), keep all but the first ``ties`` still to prune;
+    returns how many remain to prune after this chunk."""
     if ties == 0:
-        return keys >= threshold, 0
-    keep = keys > threshold
-    equal = keys == threshold
-    if cand is not None:
-        equal &= cand
+        keep |= equal
+        return 0
     count = int(equal.sum())
     if count <= ties:
-        return keep, ties - count
+        return ties - count
     keep |= equal & (equal.cumsum(0) > ties)
-    return keep, 0
+    return 0
 
 
 def _count(amount: float | int, size: int) -> int:

@@ -15,11 +15,25 @@ from sparsegui.core.pruned import pruning_hooks
 
 
 def _pruned_names(model: nn.Module) -> set[str]:
-    names = set()
+    return set(_pruned_tensors(model))
+
+
+def _pruned_tensors(model: nn.Module) -> dict[str, tuple[nn.Module, str]]:
+    found = {}
     for module_name, module in model.named_modules():
         for tensor in pruning_hooks(module):
-            names.add(f"{module_name}.{tensor}" if module_name else tensor)
-    return names
+            found[f"{module_name}.{tensor}" if module_name else tensor] = (module, tensor)
+    return found
+
+
+def _permanent(module: nn.Module, name: str, orig: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """What ``prune.remove`` would leave: ``orig * mask``. The pruning hook already holds it as the attribute
+    ``name`` (recomputed on every forward from the same two tensors), so it is shared rather than computed again."""
+    current = module.__dict__.get(name)
+    if isinstance(current, torch.Tensor) and current.shape == orig.shape and current.dtype == orig.dtype \
+            and current.device == orig.device:
+        return current.detach()
+    return orig * mask
 
 
 def _ordered(state: dict[str, torch.Tensor], key_order: Sequence[str], prefix: str) -> dict[str, torch.Tensor]:
@@ -31,12 +45,12 @@ def _ordered(state: dict[str, torch.Tensor], key_order: Sequence[str], prefix: s
 def clean_state_dict(model: nn.Module, key_order: Sequence[str] = (), prefix: str = "") -> dict[str, torch.Tensor]:
     """The state_dict with pruning made permanent (on the fly, not on the model), in the source's key order."""
     raw = model.state_dict(keep_vars=False)
-    pruned = _pruned_names(model)
+    pruned = _pruned_tensors(model)
     clean: dict[str, torch.Tensor] = {}
     for key, tensor in raw.items():
         if key.endswith("_orig") and key[: -len("_orig")] in pruned:
             base = key[: -len("_orig")]
-            clean[base] = tensor * raw[base + "_mask"]
+            clean[base] = _permanent(*pruned[base], tensor, raw[base + "_mask"])
         elif key.endswith("_mask") and key[: -len("_mask")] in pruned:
             continue
         else:
