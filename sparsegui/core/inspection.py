@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 from torch.nn.utils import prune
@@ -159,9 +160,17 @@ def module_hooks(module: nn.Module) -> list[HookInfo]:
     return found
 
 
+NUMPY_COUNTED = frozenset({torch.bool, torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64,
+                           torch.float16, torch.float32, torch.float64})
+
+
 def count_zeros(tensor: torch.Tensor) -> int:
+    """Entries equal to zero (``-0.0`` included, NaN not). CPU tensors are counted by numpy, which is about ten
+    times faster than ``torch.count_nonzero`` on float tensors and runs in one thread."""
     if tensor.is_meta:
         return 0
+    if tensor.device.type == "cpu" and tensor.dtype in NUMPY_COUNTED and not tensor.is_sparse:
+        return tensor.numel() - int(np.count_nonzero(tensor.detach().resolve_conj().numpy()))
     return tensor.numel() - int(torch.count_nonzero(tensor))
 
 
@@ -179,15 +188,20 @@ def tensor_stats(module: nn.Module, name: str) -> TensorStats:
     )
 
 
-def inspect_module(name: str, module: nn.Module) -> ModuleInfo:
-    params = [
+def parameter_infos(module: nn.Module) -> list[ParameterInfo]:
+    """``module``'s own parameters (no tensor data is read)."""
+    return [
         ParameterInfo(
             n, list(p.shape), str(p.dtype).removeprefix("torch."), str(p.device), p.numel(), p.requires_grad
         )
         for n, p in module._parameters.items()
         if p is not None
     ]
-    buffers = [
+
+
+def buffer_infos(module: nn.Module) -> list[BufferInfo]:
+    """``module``'s own buffers (no tensor data is read)."""
+    return [
         BufferInfo(
             n, list(b.shape), str(b.dtype).removeprefix("torch."), str(b.device), b.numel(),
             n not in module._non_persistent_buffers_set,
@@ -195,12 +209,15 @@ def inspect_module(name: str, module: nn.Module) -> ModuleInfo:
         for n, b in module._buffers.items()
         if b is not None
     ]
+
+
+def inspect_module(name: str, module: nn.Module) -> ModuleInfo:
     return ModuleInfo(
         name=name,
         type=module_type_name(module),
         inferred=hasattr(module, "kind"),
-        parameters=params,
-        buffers=buffers,
+        parameters=parameter_infos(module),
+        buffers=buffer_infos(module),
         hooks=module_hooks(module),
         tensors=[tensor_stats(module, t) for t in forward_tensor_names(module)],
     )

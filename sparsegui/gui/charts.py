@@ -1,7 +1,8 @@
 """Charts of the whole model and of one tensor: per-tensor sparsity bars and a histogram of |weight|.
 
-Both read the model through the session's document and redraw on ``model_changed`` (one ``doc.report()`` per
-change for the bars), so undo, redo and every operation show up without anyone telling them.
+Both read the model through the session's document and redraw on ``model_changed``, so undo, redo and every operation
+show up without anyone telling them. The bars take their counts from ``session.stats``, which recounts only the
+tensors an operation touched.
 """
 
 from __future__ import annotations
@@ -16,8 +17,10 @@ from PySide6.QtCore import QPointF, Signal
 from PySide6.QtGui import QFontMetrics
 from PySide6.QtWidgets import QApplication, QCheckBox, QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
-from sparsegui.core.inspection import ModelReport
-from sparsegui.core.render import pruning_threshold, tensor_parts
+from sparsegui.core.pruned import forward_tensor_names, pruning_hooks
+from sparsegui.core.render import Histogram, magnitude_histogram, tensor_parts
+from sparsegui.core.stats import Count
+from sparsegui.gui.background import LatestOnly
 from sparsegui.gui.mask_view import TENSOR_KINDS, export_png, export_svg
 from sparsegui.gui.session import Selection, Session
 
@@ -28,6 +31,7 @@ KEPT_FILL = (76, 155, 232, 170)
 PRUNED_FILL = (230, 80, 80, 200)
 THRESHOLD_COLOR = "#ffd23f"
 SAMPLE_LIMIT = 1 << 22  # larger tensors are histogrammed from an even sample of this many values
+BACKGROUND_LIMIT = 1 << 20  # larger tensors are histogrammed in a background thread
 
 
 def abbreviate(name: str, limit: int = 20) -> str:
@@ -105,7 +109,7 @@ class SparsityChart(QWidget):
         self.names: list[str] = []
         self.sparsities = np.zeros(0)
         self.pruned: list[bool] = []
-        self.report: ModelReport | None = None
+        self.tensors: dict[str, tuple[tuple[int, ...], Count, bool]] = {}  # name → (shape, count, pruned)
 
         self.graphics = pg.GraphicsLayoutWidget()
         self.graphics.setObjectName("sparsityGraphics")
@@ -147,20 +151,26 @@ class SparsityChart(QWidget):
         return self.sparsities.copy()
 
     def refresh(self) -> None:
-        """Recompute every tensor's sparsity (one ``doc.report()``) and redraw the bars."""
-        report = self.session.document.report()
-        stats = [(qualified(m.name, t.name), t) for m in report.modules for t in m.tensors]
-        changed_names = [n for n, _ in stats] != self.names
-        self.report = report
-        self.names = [n for n, _ in stats]
-        self.sparsities = np.array([t.sparsity for _, t in stats], dtype=float)
-        self.pruned = [t.pruned for _, t in stats]
+        """Read every tensor's count from ``session.stats`` (only touched tensors are counted again) and redraw."""
+        stats = self.session.stats
+        tensors: dict[str, tuple[tuple[int, ...], Count, bool]] = {}
+        for path, module in self.session.document.model.named_modules():
+            hooks = pruning_hooks(module)
+            for local in forward_tensor_names(module):
+                shape = tuple(getattr(module, local).shape)
+                tensors[qualified(path, local)] = (shape, stats.tensor(path, local, module), local in hooks)
+        changed_names = list(tensors) != self.names
+        self.tensors = tensors
+        self.names = list(tensors)
+        self.sparsities = np.array([c.sparsity or 0.0 for _, c, _ in tensors.values()], dtype=float)
+        self.pruned = [p for _, _, p in tensors.values()]
         self.name_axis.set_names(self.names)
         self._paint_bars()
-        remaining = report.parameters - report.zeros
+        numel = sum(c.numel for _, c, _ in tensors.values())
+        zeros = sum(c.zeros for _, c, _ in tensors.values())
         self.summary_label.setText(
-            f"Overall sparsity {report.sparsity:.2%} · {remaining:,} of {report.parameters:,} parameters remain · "
-            f"{sum(self.pruned)} of {len(self.names)} tensors pruned"
+            f"Overall sparsity {zeros / numel if numel else 0.0:.2%} · {numel - zeros:,} of {numel:,} parameters "
+            f"remain · {sum(self.pruned)} of {len(self.names)} tensors pruned"
         )
         count = len(self.names)
         self.plot.getViewBox().setLimits(xMin=-1, xMax=max(count, 1), yMin=-0.05, yMax=1.1)
@@ -213,14 +223,14 @@ class SparsityChart(QWidget):
     def _on_mouse_moved(self, pos: QPointF) -> None:
         x = self._view_x(pos)
         name = None if x is None else self.bar_at(x)
-        if name is None or self.report is None:
+        if name is None or name not in self.tensors:
             self.info_label.setText(" ")
             return
-        stats = self.report.tensor(name)
-        shape = " × ".join(str(s) for s in stats.shape) or "scalar"
+        dims, count, pruned = self.tensors[name]
+        shape = " × ".join(str(s) for s in dims) or "scalar"
         self.info_label.setText(
-            f"{name} ({shape}): {stats.sparsity:.2%} zeros, {stats.zeros:,} of {stats.numel:,}"
-            + (" · pruned" if stats.pruned else "")
+            f"{name} ({shape}): {count.sparsity or 0.0:.2%} zeros, {count.zeros:,} of {count.numel:,}"
+            + (" · pruned" if pruned else "")
         )
 
 
@@ -238,6 +248,8 @@ class WeightHistogram(QWidget):
         self.counts = np.zeros(0, dtype=np.int64)
         self.pruned_counts = np.zeros(0, dtype=np.int64)
         self.threshold: float | None = None
+        self._shown: str | None = None  # the tensor the curves show
+        self._background = LatestOnly(self)
 
         self.log_check = QCheckBox("Log count", objectName="histogramLogY")
         self.info_label = QLabel(" ", objectName="histogramInfoLabel")
@@ -277,18 +289,25 @@ class WeightHistogram(QWidget):
         return self._render()
 
     def refresh(self) -> None:
-        if self.qualname is not None:
+        """Histogram the current tensor again if the last change touched it."""
+        if self.qualname is not None and self.session.is_touched(self.qualname):
             self._render()
 
     def clear(self) -> None:
+        self._background.cancel()
         self.qualname = None
+        self._clear_curves()
+        self.plot.setTitle("Select a tensor to see its |weight| histogram", size="10pt")
+        self.info_label.setText(" ")
+
+    def _clear_curves(self) -> None:
+        self._shown = None
         self.edges = np.zeros(0)
         self.counts = self.pruned_counts = np.zeros(0, dtype=np.int64)
         self.threshold = None
         self.all_curve.setData([], [])
         self.pruned_curve.setData([], [])
         self.threshold_line.hide()
-        self.plot.setTitle("Select a tensor to see its |weight| histogram", size="10pt")
         self.info_label.setText(" ")
 
     def set_log_y(self, on: bool) -> None:
@@ -306,6 +325,8 @@ class WeightHistogram(QWidget):
 
     # -- internals -----------------------------------------------------------------------------------------------
     def _render(self) -> bool:
+        """Histogram the current tensor: at once when it is small, in a background thread when it is big (the
+        result is applied when it comes, unless another tensor was chosen meanwhile)."""
         qualname = self.qualname
         assert qualname is not None
         module_name, _, local = qualname.rpartition(".")
@@ -315,41 +336,50 @@ class WeightHistogram(QWidget):
             if values.is_meta:
                 raise ValueError("the tensor is on the meta device and has no values to show")
         except (AttributeError, TypeError, ValueError) as exc:
-            self.clear()
-            self.qualname = qualname
-            self.plot.setTitle(f"{qualname}: {exc}", size="10pt")
+            self._show_problem(qualname, exc)
             return False
-        flat = values.detach().cpu().float().reshape(-1)
-        numel = flat.numel()
-        step = max(1, math.ceil(numel / SAMPLE_LIMIT))
-        step += step > 1 and step % 2 == 0  # an odd stride does not lock onto the columns of a matrix
-        magnitudes = flat[::step].abs().numpy()
-        finite = magnitudes[np.isfinite(magnitudes)]
-        top = float(finite.max()) if finite.size else 0.0
-        span = (0.0, top if top > 0 else 1.0)
-        self.edges = np.linspace(*span, self.bins + 1)
-        self.counts = np.histogram(finite, self.bins, span)[0]
-        pruned_total = 0
-        if mask is not None:
-            dropped = mask.detach().cpu().float().reshape(-1).numpy() == 0
-            pruned_total = int(np.count_nonzero(dropped))
-            sample = magnitudes[dropped[::step]]
-            self.pruned_counts = np.histogram(sample[np.isfinite(sample)], self.bins, span)[0]
-        else:
-            self.pruned_counts = np.zeros_like(self.counts)
         base = local[: -len("_orig")] if local.endswith("_orig") else local
-        self.threshold = pruning_threshold(module, base)
+        threshold = base in pruning_hooks(module)
+
+        def compute() -> Histogram:
+            return magnitude_histogram(values, mask, self.bins, sample_limit=SAMPLE_LIMIT, threshold=threshold)
+
+        source = f"|{qualname}_orig|" if mask is not None and not local.endswith("_orig") else f"|{qualname}|"
+        done = lambda result: self._apply(qualname, source, mask is not None, result)  # noqa: E731
+        if values.numel() <= BACKGROUND_LIMIT:
+            self._background.cancel()
+            done(compute())
+            return True
+        if self._shown != qualname:
+            self._clear_curves()
+        self.plot.setTitle(f"{source}: counting {values.numel():,} values…", size="10pt")
+        self._background.submit(compute, done, lambda exc: self._show_problem(qualname, exc))
+        return True
+
+    @property
+    def busy(self) -> bool:
+        """Whether a histogram is being computed in the background."""
+        return self._background.busy
+
+    def _show_problem(self, qualname: str, exc: BaseException) -> None:
+        self.clear()
+        self.qualname = qualname
+        self.plot.setTitle(f"{qualname}: {exc}", size="10pt")
+
+    def _apply(self, qualname: str, source: str, masked: bool, result: Histogram) -> None:
+        self._shown = qualname
+        self.edges, self.counts, self.pruned_counts = result.edges, result.counts, result.pruned_counts
+        self.threshold = result.threshold
+        step, numel = result.step, result.numel
         self.plot.setLabel("left", "count" if step == 1 else f"count (1 value in {step})")
         self._draw()
-        source = f"|{qualname}_orig|" if mask is not None and not local.endswith("_orig") else f"|{qualname}|"
         key = (f"<span style='color:{pg.mkColor(KEPT_FILL).name()}'>■ kept</span>  "
-               f"<span style='color:{pg.mkColor(PRUNED_FILL).name()}'>■ pruned</span>") if mask is not None else ""
+               f"<span style='color:{pg.mkColor(PRUNED_FILL).name()}'>■ pruned</span>") if masked else ""
         self.plot.setTitle(f"{source}: {numel:,} values  {key}", size="10pt")
-        text = f"{qualname}: {pruned_total:,} of {numel:,} pruned ({pruned_total / max(numel, 1):.1%})"
+        text = f"{qualname}: {result.pruned_total:,} of {numel:,} pruned ({result.pruned_total / max(numel, 1):.1%})"
         if self.threshold is not None:
             text += f" · threshold |w| ≤ {self.threshold:.4g}"
         self.info_label.setText(text)
-        return True
 
     def _draw(self) -> None:
         if self.counts.size == 0:

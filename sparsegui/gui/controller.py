@@ -19,9 +19,10 @@ from sparsegui.core.errors import Cancelled, TrustRequired
 from sparsegui.core.loading import LoadOptions
 from sparsegui.core.progress import CancelToken
 from sparsegui.core.recipe import apply_recipe, load_recipe, save_recipe
+from sparsegui.core.stats import Count, Key, count_tensors, tensor_keys
 from sparsegui.gui.errors import show_error
 from sparsegui.gui.session import Session
-from sparsegui.gui.undo import make_undo_stack, push_commands
+from sparsegui.gui.undo import make_undo_stack, push_commands, touched_by
 from sparsegui.gui.worker import JobRunner
 
 MAX_RECENT = 10
@@ -84,20 +85,28 @@ class Controller(QObject):
         """Run a model-changing job; its commands are mirrored on the undo stack."""
         doc = self.session.document
 
-        def success(commands: list[Any]) -> None:
+        def work(progress: Any, cancel: CancelToken) -> tuple[list[Any], list[str] | None, dict[Key, Count]]:
+            commands = job(doc, progress, cancel)
+            touched = touched_by(commands)
+            # count the touched tensors here, off the UI thread, so the views only redraw
+            counts = count_tensors(doc.model, tensor_keys(doc.model, touched)) if touched is not None else {}
+            return commands, touched, counts
+
+        def success(result: tuple[list[Any], list[str] | None, dict[Key, Count]]) -> None:
+            commands, touched, counts = result
             push_commands(self.undo_stack, self.session, commands)
-            self.session.notify_changed()
+            self.session.notify_changed(touched, counts)
             self.status.emit(commands[-1].label if commands else label)
 
         def failure(exc: BaseException, details: str) -> None:
             if is_out_of_memory(exc) and doc.device.type != "cpu" and self.ask_cpu_retry(exc, doc):
                 self.runner.run("Moving to cpu", lambda p, c: doc.move_to("cpu", cancel=c),
-                                lambda _target: (self.session.notify_changed(), self._change(label, job)),
+                                lambda _target: (self.session.notify_changed([]), self._change(label, job)),
                                 self._fail("Cannot move the model to the CPU"))
                 return
             self._fail(f"{label} failed")(exc, details)
 
-        return self.runner.run(label, lambda progress, cancel: job(doc, progress, cancel), success, failure)
+        return self.runner.run(label, work, success, failure)
 
     def ask_cpu_retry(self, exc: BaseException, doc: Document) -> bool:
         """Out of memory on a GPU: the operation was rolled back; offer to move the model and run it on the CPU."""
@@ -210,7 +219,7 @@ class Controller(QObject):
         doc = self.session.document
 
         def success(target: Any) -> None:
-            self.session.notify_changed()
+            self.session.notify_changed([])  # where the tensors live changed, not their values
             self.status.emit(f"Model moved to {target}")
 
         return self.runner.run(f"Moving to {device}", lambda p, c: doc.move_to(device, cancel=c), success,

@@ -16,12 +16,13 @@ from PySide6.QtCore import QUrl
 from PySide6.QtWidgets import QTextBrowser, QVBoxLayout, QWidget
 from torch import nn
 
-from sparsegui.core.inspection import HookInfo, count_zeros, inspect_module, module_hooks
+from sparsegui.core.inspection import HookInfo, buffer_infos, module_hooks, parameter_infos
 from sparsegui.core.loading.source import SourceInfo
-from sparsegui.core.pruned import pruning_hooks
+from sparsegui.core.pruned import forward_tensor_names, pruning_hooks
+from sparsegui.core.stats import SparsityStats
 from sparsegui.core.targets import module_type_name
 from sparsegui.gui.session import Selection, Session
-from sparsegui.gui.tree_model import module_totals, percent_text, qualify, shape_text, value_text
+from sparsegui.gui.tree_text import percent_text, qualify, shape_text, value_text
 
 MAX_ROWS = 200
 # mid greys read on light and dark palettes; text and links keep the palette's own colours
@@ -88,37 +89,44 @@ def _sparsity(zeros: int, numel: int) -> str:
     return f"{percent_text(zeros / numel if numel else 0.0)} ({zeros:,} of {numel:,} zero)"
 
 
-def module_html(name: str, module: nn.Module) -> str:
-    info = inspect_module(name, module)
-    numel, zeros, _ = module_totals(module)
+def module_html(name: str, module: nn.Module, stats: SparsityStats) -> str:
+    """The page of module ``name``; counts come from ``stats`` (each tensor is counted once, not per page)."""
+    kind = module_type_name(module)
+    total = stats.module(name, module)
     title = escape(name or type(module).__name__)
-    parts = [f'<h3>{title} <span class="muted">{escape(info.type)}</span></h3>',
-             f"<p>{numel:,} parameters{' in its subtree' if module._modules else ''} · "
-             f"{_sparsity(zeros, numel) if numel else 'no tensors'}</p>"]
-    if info.tensors:
-        rows = [[_link(Selection("tensor", qualify(name, t.name)), t.name), shape_text(t.shape), t.dtype,
-                 f"{t.numel:,}", f"{t.zeros:,}", percent_text(t.sparsity), "yes" if t.pruned else "no"]
-                for t in info.tensors]
+    parts = [f'<h3>{title} <span class="muted">{escape(kind)}</span></h3>',
+             f"<p>{total.numel:,} parameters{' in its subtree' if module._modules else ''} · "
+             f"{_sparsity(total.zeros, total.numel) if total.numel else 'no tensors'}</p>"]
+    hooks = pruning_hooks(module)
+    rows = []
+    for local in forward_tensor_names(module):
+        tensor = getattr(module, local)
+        count = stats.tensor(name, local, module)
+        rows.append([_link(Selection("tensor", qualify(name, local)), local), shape_text(tensor.shape),
+                     str(tensor.dtype).removeprefix("torch."), f"{count.numel:,}", f"{count.zeros:,}",
+                     percent_text(count.sparsity or 0.0), "yes" if local in hooks else "no"])
+    if rows:
         parts += ["<h4>Forward tensors</h4>",
                   _table(["name", "shape", "dtype", "numel", "zeros", "sparsity", "pruned"], rows, {3, 4, 5})]
-    if info.parameters:
+    parameters, buffers, all_hooks = parameter_infos(module), buffer_infos(module), module_hooks(module)
+    if parameters:
         rows = [[_link(Selection("parameter", qualify(name, p.name)), p.name), shape_text(p.shape), p.dtype, p.device,
-                 str(p.requires_grad)] for p in info.parameters]
+                 str(p.requires_grad)] for p in parameters]
         parts += ["<h4>named_parameters</h4>", _table(["name", "shape", "dtype", "device", "requires_grad"], rows)]
-    if info.buffers:
+    if buffers:
         rows = [[_link(Selection("buffer", qualify(name, b.name)), b.name), shape_text(b.shape), b.dtype, b.device,
-                 "yes" if b.persistent else "no"] for b in info.buffers]
+                 "yes" if b.persistent else "no"] for b in buffers]
         parts += ["<h4>named_buffers</h4>", _table(["name", "shape", "dtype", "device", "persistent"], rows)]
-    if info.hooks:
-        parts += ["<h4>Hooks</h4>", history_table(info.hooks, name, info.hooks)]
+    if all_hooks:
+        parts += ["<h4>Hooks</h4>", history_table(all_hooks, name, all_hooks)]
     children = [(n, m) for n, m in module._modules.items() if m is not None]
     if children:
         rows = []
         for child_name, child in children[:MAX_ROWS]:
-            child_numel, child_zeros, _ = module_totals(child)
+            sub = stats.module(qualify(name, child_name), child)
             rows.append([_link(Selection("module", qualify(name, child_name)), child_name),
-                         escape(module_type_name(child)), f"{child_numel:,}",
-                         percent_text(child_zeros / child_numel) if child_numel else "",
+                         escape(module_type_name(child)), f"{sub.numel:,}",
+                         percent_text(sub.zeros / sub.numel) if sub.numel else "",
                          str(sum(len(pruning_hooks(m)) for m in child.modules()) or "")])
         more = f'<p class="muted">… and {len(children) - MAX_ROWS:,} more</p>' if len(children) > MAX_ROWS else ""
         parts += ["<h4>Submodules</h4>",
@@ -144,14 +152,15 @@ def source_html(source: SourceInfo) -> str:
     return "<h4>Source</h4>" + _pairs(rows) + warnings
 
 
-def tensor_html(selection: Selection, module: nn.Module) -> str:
+def tensor_html(selection: Selection, module: nn.Module, stats: SparsityStats) -> str:
     local = selection.local_name
     tensor = getattr(module, local, None)
     if not isinstance(tensor, torch.Tensor):
         return f'<p class="muted">{escape(selection.name)} no longer exists.</p>'
     hooks = pruning_hooks(module)
     stem = local.removesuffix("_orig").removesuffix("_mask")
-    numel, zeros = tensor.numel(), count_zeros(tensor.detach())
+    count = stats.tensor(selection.module_name, local, module)
+    numel, zeros = count.numel, count.zeros
     kind = selection.kind
     if kind == "tensor":
         kind = "tensor, pruned" if local in hooks else "tensor"
@@ -167,12 +176,10 @@ def tensor_html(selection: Selection, module: nn.Module) -> str:
     module_name = selection.module_name
     if stem in hooks:
         orig, mask = f"{stem}_orig", f"{stem}_mask"
-        mask_tensor = module._buffers[mask]
-        assert mask_tensor is not None
-        mask_zeros = count_zeros(mask_tensor)
+        mask_count = stats.tensor(module_name, mask, module)
         rows += [("pruned", f"yes — the forward uses {_link(Selection('parameter', qualify(module_name, orig)), orig)}"
                             f" × {_link(Selection('buffer', qualify(module_name, mask)), mask)}"),
-                 ("mask", f"{mask_zeros:,} of {mask_tensor.numel():,} entries removed")]
+                 ("mask", f"{mask_count.zeros:,} of {mask_count.numel:,} entries removed")]
     else:
         rows.append(("pruned", "no"))
     parts = [f'<h3>{escape(selection.name)} <span class="muted">{escape(kind)}</span></h3>',
@@ -200,10 +207,14 @@ def hook_html(selection: Selection, module: nn.Module) -> str:
     return "".join(parts)
 
 
-def details_html(model: nn.Module, selection: list[Selection], source: SourceInfo | None = None) -> str:
-    """The whole details page for the first selected item (the root module when nothing is selected)."""
+def details_html(model: nn.Module, selection: list[Selection], source: SourceInfo | None = None,
+                 stats: SparsityStats | None = None) -> str:
+    """The whole details page for the first selected item (the root module when nothing is selected); counts come
+    from ``stats`` (a fresh count of ``model`` when None)."""
+    stats = SparsityStats(model) if stats is None else stats
     if not selection:
-        body = '<p class="muted">Select a module or tensor in the tree. The whole model:</p>' + module_html("", model)
+        body = '<p class="muted">Select a module or tensor in the tree. The whole model:</p>' + module_html("", model,
+                                                                                                          stats)
         if source is not None:
             body += source_html(source)
     else:
@@ -215,13 +226,13 @@ def details_html(model: nn.Module, selection: list[Selection], source: SourceInf
         if module is None:
             body = f'<p class="muted">{escape(first.name)} no longer exists.</p>'
         elif first.kind == "module":
-            body = module_html(first.name, module)
+            body = module_html(first.name, module, stats)
             if first.name == "" and source is not None:
                 body += source_html(source)
         elif first.kind == "hook":
             body = hook_html(first, module)
         else:
-            body = tensor_html(first, module)
+            body = tensor_html(first, module, stats)
         if len(selection) > 1:
             body += f'<p class="muted">{len(selection)} items selected; showing the first.</p>'
     return f"<html><head>{STYLE}</head><body>{body}</body></html>"
@@ -250,7 +261,7 @@ class DetailsView(QWidget):
         bar = self.browser.verticalScrollBar()
         position = bar.value()
         doc = self.session.document
-        self.browser.setHtml(details_html(doc.model, self.session.selection, doc.source))
+        self.browser.setHtml(details_html(doc.model, self.session.selection, doc.source, self.session.stats))
         bar.setValue(position)
 
     def text(self) -> str:

@@ -219,6 +219,10 @@ class MainWindow(QMainWindow):
         self.device_combo.activated.connect(lambda _i: c.move_to(str(self.device_combo.currentData())))
         self._update_device_label()
 
+    def refresh_pending(self) -> bool:
+        """Whether a view is still computing in the background what it will show (benchmarks and tests wait)."""
+        return self.histogram.busy
+
     # -- state shown in the chrome -----------------------------------------------------------------------------
     def _update_title(self, *_: object) -> None:
         doc = self.session.document

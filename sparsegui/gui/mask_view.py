@@ -164,7 +164,7 @@ class MaskView(QWidget):
         self.colormap_combo.currentIndexChanged.connect(lambda _i: self._apply_colormap())
         self.graphics.scene().sigMouseMoved.connect(self._on_mouse_moved)
         session.selection_changed.connect(self._on_selection)
-        session.model_changed.connect(self.refresh)
+        session.model_changed.connect(self._on_model_changed)
         session.document_replaced.connect(lambda _doc: self.clear())
         self.clear()
 
@@ -330,6 +330,10 @@ class MaskView(QWidget):
     def _on_selection(self, items: list[Selection]) -> None:
         if items and items[0].kind in TENSOR_KINDS:
             self.show_tensor(items[0].name)
+
+    def _on_model_changed(self) -> None:
+        if self.qualname is not None and self.session.is_touched(self.qualname):
+            self.refresh()
 
 
 def _preview() -> None:  # pragma: no cover - manual preview

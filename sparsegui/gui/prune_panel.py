@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from typing import Any
 
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import (
@@ -21,10 +22,13 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
     QWidget,
 )
+from torch import nn
 
 from sparsegui.core import operations as ops
+from sparsegui.core.amounts import check_amount_fits, check_dim
 from sparsegui.core.errors import SparseGUIError
 from sparsegui.core.methods import GLOBAL_METHODS, MethodSpec, available_methods, load_plugin_file, resolve_method
+from sparsegui.core.pruned import pruning_hooks
 from sparsegui.core.targets import TensorRef
 from sparsegui.gui.controller import PruneRequest
 from sparsegui.gui.errors import show_error
@@ -228,10 +232,26 @@ class PrunePanel(QWidget):
             refs = doc.resolve(request.targets, request.types or None)
             modules = doc.modules()
             for ref in refs:
-                ops.validate_target(modules[ref.module], TensorRef(ref.module, ref.tensor), spec, kwargs)
+                self._check_target(modules[ref.module], ref, kwargs)
         except SparseGUIError as exc:
             return str(exc)
         return ""
+
+    def _check_target(self, module: nn.Module, ref: TensorRef, kwargs: dict[str, Any]) -> None:
+        """What ``ops.validate_target`` checks, with the unpruned entries read from ``session.stats`` (and counted
+        only for an amount given as a count): this runs on every selection change, on tensors of any size."""
+        tensor = ops.target_tensor(module, ref.tensor)
+        amount = kwargs.get("amount")
+        if "dim" in kwargs:
+            dim = check_dim(kwargs["dim"], tensor, ref.qualname)
+            if amount is not None:
+                check_amount_fits(amount, tensor.shape[dim], f"channels along dim {dim} of {ref.qualname}")
+        elif isinstance(amount, int):
+            if ref.tensor in pruning_hooks(module):
+                mask = self.session.stats.tensor(ref.module, ref.tensor + "_mask", module)
+                check_amount_fits(amount, mask.numel - mask.zeros, f"unpruned entries of {ref.qualname}")
+            else:
+                check_amount_fits(amount, tensor.numel(), f"entries of {ref.qualname}")
 
     def validate(self, *_: object) -> None:
         spec = None

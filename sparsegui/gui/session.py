@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from PySide6.QtCore import QObject, Signal
 
 from sparsegui.core.document import Document
+from sparsegui.core.stats import Count, Key, SparsityStats
 
 
 @dataclass(frozen=True)
@@ -36,6 +38,8 @@ class Session(QObject):
 
     ``document_replaced`` — a new model was opened (rebuild everything);
     ``model_changed`` — the same model changed (an operation, undo, redo or device move): refresh statistics;
+    ``changed`` then names the tensors it touched (None: anything may have changed), and ``stats`` has already
+    forgotten their counts, so listeners redo only what concerns those tensors;
     ``selection_changed`` — the list of selected items changed (the first is the "current" one);
     ``busy_changed`` — a long job started (True) or ended (False): disable conflicting actions.
     """
@@ -50,6 +54,8 @@ class Session(QObject):
         self._document = document or Document.demo("lenet")
         self._selection: list[Selection] = []
         self._busy = False
+        self.stats = SparsityStats(self._document.model)
+        self.changed: list[str] | None = None
 
     @property
     def document(self) -> Document:
@@ -58,11 +64,26 @@ class Session(QObject):
     def replace_document(self, document: Document) -> None:
         self._document = document
         self._selection = []
+        self.stats = SparsityStats(document.model)
+        self.changed = None
         self.document_replaced.emit(document)
         self.selection_changed.emit([])
 
-    def notify_changed(self) -> None:
+    def notify_changed(self, touched: Sequence[str] | None = None, counts: Mapping[Key, Count] | None = None) -> None:
+        """Tell everyone the model changed: only tensors ``touched`` (qualified names; None: anything may have), whose
+        fresh ``counts`` a worker may already have made."""
+        self.changed = None if touched is None else list(touched)
+        self.stats.invalidate(self.changed)
+        if counts:
+            self.stats.store(counts)
         self.model_changed.emit()
+
+    def is_touched(self, qualname: str) -> bool:
+        """Whether the last ``model_changed`` may have changed tensor ``qualname`` (or its ``_orig``/``_mask``)."""
+        if self.changed is None:
+            return True
+        module = qualname.rpartition(".")[0]
+        return any(name.rpartition(".")[0] == module for name in self.changed)
 
     @property
     def selection(self) -> list[Selection]:

@@ -9,85 +9,24 @@ the rows that appeared or went are removed/inserted, so expansion and selection 
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any
 
 from PySide6.QtCore import QAbstractItemModel, QModelIndex, QObject, QPersistentModelIndex, Qt, Signal
 from torch import nn
 
-from sparsegui.core.inspection import HOOK_DICTS, HookInfo, count_zeros, module_hooks
+from sparsegui.core.inspection import HOOK_DICTS, HookInfo, module_hooks
 from sparsegui.core.pruned import forward_tensor_names, pruning_hooks
 from sparsegui.core.targets import module_type_name
 from sparsegui.gui.session import Selection, Session
 from sparsegui.gui.sparsity_delegate import SPARSITY_ROLE, kind_icon
+from sparsegui.gui.tree_text import hook_text, module_devices, percent_text, qualify, shape_text
+
+__all__ = ["COLUMNS", "KIND_ROLE", "ModuleTreeModel", "Node", "qualify"]
 
 COLUMNS = ("Name", "Type", "Shape / params", "Sparsity", "Device")
 NAME, TYPE, SIZE, SPARSITY, DEVICE = range(len(COLUMNS))
 KIND_ROLE = Qt.ItemDataRole.UserRole + 2  # the node's kind: module, tensor, parameter, buffer, hook
 AnyIndex = QModelIndex | QPersistentModelIndex
-
-
-# -- text shared with the details view ------------------------------------------------------------------------------
-def qualify(module: str, local: str) -> str:
-    return f"{module}.{local}" if module else local
-
-
-def shape_text(shape: Any) -> str:
-    return "×".join(str(s) for s in shape) if len(shape) else "scalar"
-
-
-def percent_text(fraction: float) -> str:
-    return f"{fraction * 100:.1f}%"
-
-
-def value_text(value: object) -> str:
-    return f"{value:g}" if isinstance(value, float) else str(value)
-
-
-def method_text(record: dict[str, object]) -> str:
-    """``RandomUnstructured(amount=0.3)`` from a :func:`~sparsegui.core.pruned.method_record`."""
-    settings = ", ".join(f"{k}={value_text(v)}" for k, v in record.items() if k != "class")
-    return f"{record['class']}({settings})"
-
-
-def hook_text(info: HookInfo) -> str:
-    """``forward_pre (weight): PruningContainer → RandomUnstructured(amount=0.3), LnStructured(…)``."""
-    if not info.methods:
-        return f"{info.kind}: {info.cls}"
-    methods = ", ".join(method_text(m) for m in info.methods)
-    if info.cls == "PruningContainer":
-        return f"{info.kind} ({info.tensor}): PruningContainer → {methods}"
-    return f"{info.kind} ({info.tensor}): {methods}"
-
-
-class Totals(NamedTuple):
-    numel: int
-    zeros: int
-    devices: frozenset[str]
-
-    @property
-    def sparsity(self) -> float | None:
-        return self.zeros / self.numel if self.numel else None
-
-
-def module_totals(module: nn.Module, cache: dict[int, Totals] | None = None) -> Totals:
-    """Elements and zeros of every tensor the forward of ``module`` and its submodules uses, and the devices of
-    their parameters and buffers; ``cache`` (by module id) makes a parent's totals reuse its children's."""
-    cache = {} if cache is None else cache
-    found = cache.get(id(module))
-    if found is None:
-        numel = zeros = 0
-        for name in forward_tensor_names(module):
-            tensor = getattr(module, name)
-            numel += tensor.numel()
-            zeros += count_zeros(tensor.detach())
-        devices = {str(t.device) for t in (*module._parameters.values(), *module._buffers.values()) if t is not None}
-        for child in module._modules.values():
-            if child is not None:
-                sub = module_totals(child, cache)
-                numel, zeros = numel + sub.numel, zeros + sub.zeros
-                devices |= sub.devices
-        found = cache[id(module)] = Totals(numel, zeros, frozenset(devices))
-    return found
 
 
 def has_hooks(module: nn.Module) -> bool:
@@ -141,7 +80,7 @@ class ModuleTreeModel(QAbstractItemModel):
         super().__init__(parent)
         self.session = session
         self.created_nodes = 0  # how many rows were ever built (tests check laziness with it)
-        self._totals: dict[int, Totals] = {}
+        self._devices: dict[int, frozenset[str]] = {}
         self._retired: list[Node] = []  # removed rows stay alive until the next reset: views may hold their indexes
         self._root = self._invisible_root()
         session.document_replaced.connect(self.reset)
@@ -276,14 +215,17 @@ class ModuleTreeModel(QAbstractItemModel):
         found = node.cache.get("stats")
         if found is not None:
             return found
+        stats = self.session.stats
         if node.kind == "module":
-            totals = module_totals(node.module, self._totals)
-            found = (totals.numel, totals.zeros, totals.sparsity, ", ".join(sorted(totals.devices)))
+            count = stats.module(node.name, node.module)
+            devices = module_devices(node.module, self._devices)
+            found = (count.numel, count.zeros, count.sparsity, ", ".join(sorted(devices)))
         elif node.kind == "hook":
             found = (0, 0, None, "")
         else:
             tensor = node.tensor()
-            numel, zeros = tensor.numel(), count_zeros(tensor.detach())
+            count = stats.tensor(node.module_path, node.local, node.module)
+            numel, zeros = count.numel, count.zeros
             show = node.kind in ("tensor", "parameter") or node.key == ("mask",)
             found = (numel, zeros, zeros / numel if numel and show else None, str(tensor.device))
         node.cache["stats"] = found
@@ -367,17 +309,20 @@ class ModuleTreeModel(QAbstractItemModel):
     def reset(self, *_: object) -> None:
         """A new document: rebuild from scratch."""
         self.beginResetModel()
-        self._totals.clear()
+        self._devices.clear()
         self._retired.clear()
         self._root = self._invisible_root()
         self.endResetModel()
 
     def refresh(self) -> None:
-        """The same model changed: update built rows in place (insert/remove only what appeared or went)."""
+        """The same model changed: update built rows in place (insert/remove only what appeared or went), looking
+        again only at the modules the change touched (``session.changed``); the other rows just forget their
+        cached cells, whose statistics ``session.stats`` still holds."""
         self.refresh_started.emit()
         try:
-            self._totals.clear()
-            self._refresh(self._root)
+            self._devices.clear()
+            touched = self.session.changed
+            self._refresh(self._root, None if touched is None else {q.rpartition(".")[0] for q in touched})
             # one layout change re-reads every visible cell; a dataChanged per built level would cost one Python
             # emit each, and each emit from Python is slow (and, on PySide6 6.12 with CPython < 3.12, leaks a
             # reference to True)
@@ -386,18 +331,20 @@ class ModuleTreeModel(QAbstractItemModel):
         finally:
             self.refresh_finished.emit()
 
-    def _refresh(self, node: Node) -> None:
+    def _refresh(self, node: Node, paths: set[str] | None) -> None:
+        """Update ``node``'s built rows; ``paths`` are the touched modules (None: all of them)."""
+        node.cache.clear()
         if node.children is None:
             return
-        node.cache.clear()
-        fresh = self._make_children(node)
-        if [c.key for c in fresh] != [c.key for c in node.children]:
-            self._merge(node, fresh)
-        now = {c.key: c for c in fresh}
+        if paths is None or (node.kind != "root" and node.module_path in paths):
+            fresh = self._make_children(node)
+            if [c.key for c in fresh] != [c.key for c in node.children]:
+                self._merge(node, fresh)
+            now = {c.key: c for c in fresh}
+            for child in node.children:
+                child.pruned = now[child.key].pruned  # a tensor keeps its row when pruned; orig and mask go below
         for child in node.children:
-            child.pruned = now[child.key].pruned  # a tensor keeps its row when pruned; orig and mask go below it
-            child.cache.clear()
-            self._refresh(child)
+            self._refresh(child, paths)
 
     def _merge(self, node: Node, fresh: list[Node]) -> None:
         """Turn ``node.children`` into ``fresh`` by keys, keeping the old rows (and their subtrees) that remain."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from PySide6.QtGui import QUndoCommand, QUndoStack
 
 from sparsegui.core.history import Command
@@ -14,6 +16,7 @@ class CoreCommand(QUndoCommand):
     def __init__(self, session: Session, command: Command) -> None:
         super().__init__(command.label)
         self._session = session
+        self._touched = touched_by([command])
         self._pushed = False
 
     def redo(self) -> None:
@@ -21,11 +24,22 @@ class CoreCommand(QUndoCommand):
             self._pushed = True
             return
         self._session.document.redo()
-        self._session.notify_changed()
+        self._session.notify_changed(self._touched)
 
     def undo(self) -> None:
         self._session.document.undo()
-        self._session.notify_changed()
+        self._session.notify_changed(self._touched)
+
+
+def touched_by(commands: Sequence[Command]) -> list[str] | None:
+    """The tensors ``commands`` changed (their recipe steps' ``targets``); None if one of them does not say."""
+    touched: dict[str, None] = {}
+    for command in commands:
+        targets = command.step.get("targets")
+        if not isinstance(targets, list):
+            return None
+        touched.update(dict.fromkeys(str(t) for t in targets))
+    return list(touched)
 
 
 def make_undo_stack(session: Session) -> QUndoStack:
