@@ -25,7 +25,7 @@ from pathlib import Path
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
-from PySide6.QtCore import QItemSelectionModel, QSettings, Qt, QTimer
+from PySide6.QtCore import QEventLoop, QItemSelectionModel, QSettings, Qt, QTimer
 from PySide6.QtWidgets import QApplication
 
 SETTLE_S = 0.3  # after the UI thread has the result, keep measuring this long for deferred refreshes
@@ -62,24 +62,37 @@ class StallMeter:
 
 
 def wait_until(app: QApplication, done: Callable[[], bool], timeout: float = TIMEOUT_S) -> None:
-    """Run the event loop (in short slices) until ``done()``; raise if it takes longer than ``timeout``."""
+    """Run the event loop, as ``app.exec()`` would, until ``done()``; raise if it takes longer than ``timeout``."""
+    if done():
+        return
+    loop = QEventLoop()
     end = time.perf_counter() + timeout
-    while not done():
-        if time.perf_counter() > end:
-            raise TimeoutError("the app did not finish in time")
-        app.processEvents()
-        time.sleep(0.0005)
+    expired = False
+
+    def check() -> None:
+        nonlocal expired
+        expired = time.perf_counter() > end
+        if expired or done():
+            loop.quit()
+
+    checker = QTimer()
+    checker.setInterval(1)
+    checker.timeout.connect(check)
+    checker.start()
+    loop.exec()
+    checker.stop()
+    if expired:
+        raise TimeoutError("the app did not finish in time")
 
 
 def settle(app: QApplication, window: object, seconds: float = SETTLE_S) -> None:
-    """Let deferred refreshes run: process events for ``seconds`` after any pending background refresh ended."""
+    """Let deferred refreshes run: the event loop for ``seconds`` after any pending background refresh ended."""
     pending = getattr(window, "refresh_pending", None)
-    wait_until(app, lambda: not (pending() if callable(pending) else False))
+    idle = lambda: not (pending() if callable(pending) else False)  # noqa: E731
+    wait_until(app, idle)
     end = time.perf_counter() + seconds
-    while time.perf_counter() < end:
-        app.processEvents()
-        time.sleep(0.0005)
-    wait_until(app, lambda: not (pending() if callable(pending) else False))
+    wait_until(app, lambda: time.perf_counter() >= end)
+    wait_until(app, idle)
 
 
 def two_d_weights(model: object) -> list[str]:

@@ -292,12 +292,8 @@ def masked_threshold(values: torch.Tensor, mask: torch.Tensor) -> float | None:
     """The largest ``|values|`` where ``mask`` is 0 (NaN if one of those is NaN); None when nothing is masked."""
     if mask.numel() == 0 or float(mask.min()) != 0:  # masks hold 0 and 1: no zero, nothing pruned
         return None
-    if values.device.type != "cpu" or values.dtype not in (torch.float16, torch.float32, torch.float64):
-        return float(torch.where(mask == 0, values.detach().abs(), 0).max())
-    magnitudes = np.abs(values.detach().numpy())  # numpy: one pass each, about 5x faster than torch.where here
-    kept = mask.detach().cpu().numpy() != 0
-    magnitudes[kept] = 0
-    return float(magnitudes.max())
+    # torch releases the GIL here (numpy's boolean assignment does not): this may run beside the UI thread
+    return float(values.detach().abs().masked_fill_(mask != 0, 0).max())
 
 
 @dataclass

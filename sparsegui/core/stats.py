@@ -60,19 +60,25 @@ def count_tensor(module: nn.Module, local: str) -> Count:
 
 
 def tensor_keys(model: nn.Module, qualnames: Iterable[str]) -> list[Key]:
-    """The keys worth counting after an operation on ``qualnames``: each forward tensor and, when pruned, its mask."""
+    """What :meth:`SparsityStats.invalidate` forgets after an operation on ``qualnames``, to count again: every
+    forward tensor of their modules and the mask of each pruned one."""
     keys: list[Key] = []
-    for qualname in qualnames:
-        path, local = split(qualname)
+    for path in dict.fromkeys(split(q)[0] for q in qualnames):
         try:
             module = model.get_submodule(path)
         except AttributeError:
             continue
-        if local in forward_tensor_names(module):
+        hooks = pruning_hooks(module)
+        for local in forward_tensor_names(module):
             keys.append((path, local))
-            if local in pruning_hooks(module):
+            if local in hooks:
                 keys.append((path, local + "_mask"))
     return keys
+
+
+def forward_keys(model: nn.Module) -> list[Key]:
+    """The key of every tensor a forward uses, in module order (what the views show totals of)."""
+    return [(path, local) for path, module in model.named_modules() for local in forward_tensor_names(module)]
 
 
 def count_tensors(model: nn.Module, keys: Iterable[Key]) -> dict[Key, Count]:
@@ -134,6 +140,12 @@ class SparsityStats:
         for path in paths:
             for above in ancestors(path):
                 self._modules.pop(above, None)
+
+    def known(self, qualnames: Iterable[str]) -> dict[Key, Count]:
+        """The counts held now for the modules of tensors ``qualnames`` (what :meth:`invalidate` would drop), so
+        that an undo can put them back instead of counting again."""
+        paths = {split(q)[0] for q in qualnames}
+        return {k: v for k, v in self._tensors.items() if k[0] in paths}
 
     def store(self, counts: Mapping[Key, Count]) -> None:
         """Keep counts made elsewhere (by :func:`count_tensors` in a worker), after :meth:`invalidate`."""

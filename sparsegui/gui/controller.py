@@ -19,7 +19,7 @@ from sparsegui.core.errors import Cancelled, TrustRequired
 from sparsegui.core.loading import LoadOptions
 from sparsegui.core.progress import CancelToken
 from sparsegui.core.recipe import apply_recipe, load_recipe, save_recipe
-from sparsegui.core.stats import Count, Key, count_tensors, tensor_keys
+from sparsegui.core.stats import Count, Key, count_tensors, forward_keys, tensor_keys
 from sparsegui.gui.errors import show_error
 from sparsegui.gui.session import Session
 from sparsegui.gui.undo import make_undo_stack, push_commands, touched_by
@@ -94,7 +94,7 @@ class Controller(QObject):
 
         def success(result: tuple[list[Any], list[str] | None, dict[Key, Count]]) -> None:
             commands, touched, counts = result
-            push_commands(self.undo_stack, self.session, commands)
+            push_commands(self.undo_stack, self.session, commands, counts)
             self.session.notify_changed(touched, counts)
             self.status.emit(commands[-1].label if commands else label)
 
@@ -130,13 +130,13 @@ class Controller(QObject):
         options = options or LoadOptions()
         path = str(path)
 
-        def load(_progress: Any, _cancel: CancelToken) -> Document:
+        def load(_progress: Any, _cancel: CancelToken) -> tuple[Document, dict[Key, Count]]:
             doc = Document.open(path, options)
             doc.source.digest()
-            return doc
+            return doc, count_tensors(doc.model, forward_keys(doc.model))  # the views' totals, off the UI thread
 
-        def success(doc: Document) -> None:
-            self.session.replace_document(doc)
+        def success(result: tuple[Document, dict[Key, Count]]) -> None:
+            self.session.replace_document(*result)
             self.add_recent(path)
             self.status.emit(f"Opened {Path(path).name}")
             if then is not None:

@@ -61,10 +61,12 @@ class Session(QObject):
     def document(self) -> Document:
         return self._document
 
-    def replace_document(self, document: Document) -> None:
+    def replace_document(self, document: Document, counts: Mapping[Key, Count] | None = None) -> None:
+        """Show ``document``; ``counts`` of its tensors made off the UI thread save counting them here."""
         self._document = document
         self._selection = []
         self.stats = SparsityStats(document.model)
+        self.stats.store(counts or {})
         self.changed = None
         self.document_replaced.emit(document)
         self.selection_changed.emit([])
