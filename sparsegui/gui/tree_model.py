@@ -1,10 +1,12 @@
 """The module tree as a Qt item model: modules, then their tensors, buffers and hooks, built lazily.
 
-Each row is a :class:`Node`. A module's children are made the first time a view asks for them (``rowCount``), so a
-model with 10,000 modules opens with one row per top-level module; statistics are computed per visible row and
-cached until the next ``model_changed``. A pruned tensor ``weight`` shows its raw parameter ``weight_orig`` and its
-buffer ``weight_mask`` as children. On ``model_changed`` each built level is compared by key with the model and only
-the rows that appeared or went are removed/inserted, so expansion and selection survive pruning and undo.
+Each row is a :class:`~sparsegui.gui.tree_nodes.Node`. A module's children are made the first time a view asks for
+them (``rowCount``), so a model with 10,000 modules opens with one row per top-level module. Counts come from
+``session.stats`` (each tensor counted once, again only after an operation touched it); a row caches its cells until
+the next ``model_changed``. A pruned tensor ``weight`` shows its raw parameter ``weight_orig`` and its buffer
+``weight_mask`` as children. On ``model_changed`` the built rows of the touched modules (``session.changed``; all of
+them when unknown) are compared by key with the model and only the rows that appeared or went are removed/inserted,
+so expansion and selection survive pruning and undo.
 """
 
 from __future__ import annotations
@@ -12,13 +14,12 @@ from __future__ import annotations
 from typing import Any
 
 from PySide6.QtCore import QAbstractItemModel, QModelIndex, QObject, QPersistentModelIndex, Qt, Signal
-from torch import nn
 
-from sparsegui.core.inspection import HOOK_DICTS, HookInfo, module_hooks
-from sparsegui.core.pruned import forward_tensor_names, pruning_hooks
+from sparsegui.core.inspection import HookInfo, module_hooks
 from sparsegui.core.targets import module_type_name
 from sparsegui.gui.session import Selection, Session
 from sparsegui.gui.sparsity_delegate import SPARSITY_ROLE, kind_icon
+from sparsegui.gui.tree_nodes import Node, adopt, has_children, make_children
 from sparsegui.gui.tree_text import hook_text, module_devices, percent_text, qualify, shape_text
 
 __all__ = ["COLUMNS", "KIND_ROLE", "ModuleTreeModel", "Node", "qualify"]
@@ -27,43 +28,6 @@ COLUMNS = ("Name", "Type", "Shape / params", "Sparsity", "Device")
 NAME, TYPE, SIZE, SPARSITY, DEVICE = range(len(COLUMNS))
 KIND_ROLE = Qt.ItemDataRole.UserRole + 2  # the node's kind: module, tensor, parameter, buffer, hook
 AnyIndex = QModelIndex | QPersistentModelIndex
-
-
-def has_hooks(module: nn.Module) -> bool:
-    return any(getattr(module, attr, None) for attr in HOOK_DICTS.values())
-
-
-# -- nodes ----------------------------------------------------------------------------------------------------------
-class Node:
-    """One row: ``kind`` and ``name`` as in :class:`Selection`; ``key`` identifies it among its siblings."""
-
-    __slots__ = ("cache", "children", "index", "key", "kind", "local", "module", "name", "parent", "pruned", "row")
-
-    def __init__(self, kind: str, name: str, local: str, module: nn.Module, key: tuple[Any, ...],
-                 *, pruned: bool = False, index: int = 0) -> None:
-        self.kind, self.name, self.local, self.module, self.key = kind, name, local, module, key
-        self.pruned, self.index = pruned, index
-        self.parent: Node | None = None
-        self.row = 0
-        self.children: list[Node] | None = None
-        self.cache: dict[str, Any] = {}
-
-    @property
-    def module_path(self) -> str:
-        return Selection(self.kind, self.name).module_name
-
-    @property
-    def selection(self) -> Selection:
-        return Selection(self.kind, self.name, self.index)
-
-    def tensor(self) -> Any:
-        return getattr(self.module, self.local) if self.kind != "hook" else None
-
-
-def _adopt(parent: Node, children: list[Node]) -> list[Node]:
-    for row, child in enumerate(children):
-        child.parent, child.row = parent, row
-    return children
 
 
 class ModuleTreeModel(QAbstractItemModel):
@@ -96,46 +60,12 @@ class ModuleTreeModel(QAbstractItemModel):
         return Node("root", "", "", model, ("root",))
 
     def _make_children(self, node: Node) -> list[Node]:
-        if node.kind == "root":
-            model = node.module
-            return [self._node("module", "", type(model).__name__, model, ("module", "", id(model)))]
-        if node.kind == "tensor":
-            if not node.pruned:
-                return []
-            stem = node.name
-            return [self._node("parameter", stem + "_orig", node.local + "_orig", node.module, ("orig",)),
-                    self._node("buffer", stem + "_mask", node.local + "_mask", node.module, ("mask",))]
-        if node.kind != "module":
-            return []
-        module, path = node.module, node.name
-        rows = [self._node("module", qualify(path, name), name, child, ("module", name, id(child)))
-                for name, child in module._modules.items() if child is not None]
-        pruned = pruning_hooks(module)
-        # every parameter is a forward tensor, or the X_orig of a pruned X (shown under X)
-        rows += [self._node("tensor", qualify(path, t), t, module, ("tensor", t), pruned=t in pruned)
-                 for t in forward_tensor_names(module)]
-        masks = {t + "_mask" for t in pruned}
-        rows += [self._node("buffer", qualify(path, b), b, module, ("buffer", b))
-                 for b, value in module._buffers.items() if value is not None and b not in masks]
-        rows += [self._node("hook", path, "", module, ("hook", i), index=i) for i in range(len(module_hooks(module)))]
-        return rows
+        return make_children(node, self._node)
 
     def _children(self, node: Node) -> list[Node]:
         if node.children is None:
-            node.children = _adopt(node, self._make_children(node))
+            node.children = adopt(node, self._make_children(node))
         return node.children
-
-    def _has_children(self, node: Node) -> bool:
-        if node.children is not None:
-            return bool(node.children)
-        if node.kind == "tensor":
-            return node.pruned
-        if node.kind != "module":
-            return node.kind == "root"
-        module = node.module
-        return (any(m is not None for m in module._modules.values())
-                or any(p is not None for p in module._parameters.values())
-                or any(b is not None for b in module._buffers.values()) or has_hooks(module))
 
     def _node_of(self, index: AnyIndex) -> Node:
         return index.internalPointer() if index.isValid() else self._root
@@ -167,7 +97,7 @@ class ModuleTreeModel(QAbstractItemModel):
     def hasChildren(self, parent: AnyIndex = QModelIndex()) -> bool:  # noqa: B008
         if parent.isValid() and parent.column() != 0:
             return False
-        return self._has_children(self._node_of(parent))
+        return has_children(self._node_of(parent))
 
     def flags(self, index: AnyIndex) -> Qt.ItemFlag:
         if not index.isValid():
@@ -369,7 +299,7 @@ class ModuleTreeModel(QAbstractItemModel):
             self.beginRemoveRows(parent, start, end)
             self._retired.extend(old[start : end + 1])
             del old[start : end + 1]
-            _adopt(node, old)
+            adopt(node, old)
             self.endRemoveRows()
             end = start - 1
         row = 0
@@ -382,7 +312,7 @@ class ModuleTreeModel(QAbstractItemModel):
                 stop += 1
             self.beginInsertRows(parent, row, stop - 1)
             old[row:row] = fresh[row:stop]
-            _adopt(node, old)
+            adopt(node, old)
             self.endInsertRows()
             row = stop
 
