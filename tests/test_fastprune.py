@@ -255,3 +255,32 @@ def test_default_steps_on_a_large_tensor(monkeypatch: pytest.MonkeyPatch) -> Non
     fastprune.l1_unstructured(fast, "weight", 0.5)
     prune.l1_unstructured(slow, "weight", 0.5)
     assert_same_module(fast, slow)
+
+
+@pytest.mark.parametrize("how", ["l1", "random", "ln", "container", "global"])
+def test_remove_matches_prune_remove(how: str) -> None:
+    from sparsegui.core.operations import remove_pruning
+
+    fast, slow = net(), net()
+    for model in (fast, slow):
+        torch.manual_seed(3)
+        pairs = model_pairs(model)
+        for module, name in pairs:
+            if how in ("l1", "container"):
+                prune.l1_unstructured(module, name, 0.3)
+            if how in ("random", "container"):
+                prune.random_unstructured(module, name, 0.2)
+            if how == "ln":
+                prune.ln_structured(module, name, 0.5, n=2, dim=0)
+        if how == "global":
+            prune.global_unstructured(pairs, pruning_method=prune.L1Unstructured, amount=0.4)
+    params = [m._parameters["weight_orig"] for m, _ in model_pairs(fast)]
+    for (a, name), (b, _) in zip(model_pairs(fast), model_pairs(slow), strict=True):
+        remove_pruning(a, name)
+        prune.remove(b, name)
+        assert list(a._parameters) == list(b._parameters) and list(a._buffers) == list(b._buffers)
+        assert not a._forward_pre_hooks and "weight" not in a.__dict__
+        assert torch.equal(a.weight, b.weight)
+    assert all(m.weight is p for (m, _), p in zip(model_pairs(fast), params, strict=True))  # same objects, as torch
+    x = torch.randn(2, 3, 8, 8)
+    assert torch.equal(fast(x), slow(x))

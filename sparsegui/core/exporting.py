@@ -7,6 +7,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sparsegui.core.export import clean_state_dict, masks_dict, state_dict_with_masks, write_masks, write_state_dict
+from sparsegui.core.export.state import pruned_tensor_names
+from sparsegui.core.export.writers import format_for
 from sparsegui.core.inspection import inspect_model
 from sparsegui.core.pruned import method_history, pruning_hooks
 
@@ -34,17 +36,19 @@ def export_document(doc: Document, path: str | Path, *, keep_masks: bool = False
     """Write the model's state_dict under the source's own key names and order (pruning made permanent unless
     ``keep_masks``); marks the history clean."""
     source = doc.source
+    # per-tensor sparsity attributes: only HDF5 stores them, and counting zeros reads every tensor
+    per_tensor = tensor_attributes(doc) if format_for(Path(path)) == "hdf5" else {}
     if keep_masks:
         state = state_dict_with_masks(doc.model, source.key_order, source.prefix)
-        pruned = {f"{source.prefix}{k}" for k in masks_dict(doc.model)}
+        pruned = {f"{source.prefix}{k}" for k in pruned_tensor_names(doc.model)}
         masks = {k for k in state if k.endswith("_mask") and k[: -len("_mask")] in pruned}
-        attrs = {source.prefix + k + "_orig": v for k, v in tensor_attributes(doc).items()}
-        attrs.update({source.prefix + k: v for k, v in tensor_attributes(doc).items()})
+        attrs = {source.prefix + k + "_orig": v for k, v in per_tensor.items()}
+        attrs.update({source.prefix + k: v for k, v in per_tensor.items()})
         contents = "state_dict+masks"
     else:
         state = clean_state_dict(doc.model, source.key_order, source.prefix)
         masks = set()
-        attrs = {source.prefix + k: v for k, v in tensor_attributes(doc).items()}
+        attrs = {source.prefix + k: v for k, v in per_tensor.items()}
         contents = "state_dict"
     metadata = {"sparsegui_recipe": json.dumps(doc.recipe()["steps"])}
     written = write_state_dict(path, state, attrs=attrs, metadata=metadata, masks=masks, contents=contents)

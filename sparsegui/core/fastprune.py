@@ -18,6 +18,7 @@ Set :data:`ENABLED` to False to send everything through torch (the parity tests 
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import reduce
@@ -87,7 +88,8 @@ def _spans(numel: int) -> Iterator[tuple[int, int]]:
 
 
 class _Buffers:
-    """Scratch tensors reused chunk after chunk: fresh multi-megabyte allocations cost a page fault per page."""
+    """Scratch tensors reused chunk after chunk and call after call (a few chunks' worth per thread and device):
+    fresh multi-megabyte allocations cost a page fault per page."""
 
     def __init__(self, device: torch.device) -> None:
         self.device = device
@@ -99,6 +101,16 @@ class _Buffers:
             buf = torch.empty(max(n, min(CHUNK, 1 << 16)), dtype=dtype, device=self.device)
             self._store[(name, dtype)] = buf
         return buf[:n]
+
+
+_LOCAL = threading.local()
+
+
+def _scratch(device: torch.device) -> _Buffers:
+    store: dict[torch.device, _Buffers] = _LOCAL.__dict__.setdefault("buffers", {})
+    if device not in store:
+        store[device] = _Buffers(device)
+    return store[device]
 
 
 class _Selection:
@@ -118,7 +130,7 @@ class _Selection:
         self.progress = progress
         self.cancel = cancel
         self.device = entries[0].scores.device
-        self.buffers = _Buffers(self.device)
+        self.buffers = _scratch(self.device)
         self.passes = 0  # passes over the data so far
         self.expected = len(self.shifts) + 1
         self.done = 0.0

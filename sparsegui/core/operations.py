@@ -200,5 +200,28 @@ def remove_each(
     for i, ref in enumerate(refs):
         check(cancel)
         report(progress, i / len(refs), f"remove {ref.qualname}")
-        prune.remove(modules[ref.module], ref.tensor)
+        remove_pruning(modules[ref.module], ref.tensor)
     report(progress, 1.0, "done")
+
+
+def remove_pruning(module: nn.Module, name: str) -> None:
+    """``prune.remove(module, name)``, without computing ``X_orig * X_mask`` a second time.
+
+    torch recomputes the product in case ``X_orig`` was trained since the last forward; SparseGUI never writes into
+    a tensor in place, so the ``X`` the hook computed when the mask was set is that product already and becomes the
+    parameter's data, as in torch. Anything else (no such attribute, another shape or dtype) goes through torch.
+    """
+    hook = pruning_hooks(module).get(name)
+    current = module.__dict__.get(name)
+    orig = module._parameters.get(name + "_orig")
+    if hook is None or orig is None or not isinstance(current, torch.Tensor) or current.shape != orig.shape \
+            or current.dtype != orig.dtype or current.device != orig.device:
+        prune.remove(module, name)
+        return
+    key = next(k for k, h in module._forward_pre_hooks.items() if h is hook)
+    delattr(module, name)
+    orig.data = current.detach()
+    del module._parameters[name + "_orig"]
+    del module._buffers[name + "_mask"]
+    setattr(module, name, orig)
+    del module._forward_pre_hooks[key]

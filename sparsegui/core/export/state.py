@@ -14,7 +14,8 @@ from torch import nn
 from sparsegui.core.pruned import pruning_hooks
 
 
-def _pruned_names(model: nn.Module) -> set[str]:
+def pruned_tensor_names(model: nn.Module) -> set[str]:
+    """Qualified names of the tensors that carry a pruning hook."""
     return set(_pruned_tensors(model))
 
 
@@ -63,7 +64,7 @@ def state_dict_with_masks(
 ) -> dict[str, torch.Tensor]:
     """The state_dict as the tutorial shows it while pruned: ``X_orig`` and ``X_mask`` in the place of ``X``."""
     raw = model.state_dict(keep_vars=False)
-    pruned = _pruned_names(model)
+    pruned = pruned_tensor_names(model)
     grouped: dict[str, torch.Tensor] = {}
     position: dict[str, list[str]] = {}
     for key in raw:
