@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import math
 import sys
+from html import escape
 from pathlib import Path
 
 import pyqtgraph as pg
 import pyqtgraph.exporters
 import torch
 from PySide6.QtCore import QPointF, QRect, QRectF, QSize, Qt
-from PySide6.QtGui import QFontMetrics, QPainter
+from PySide6.QtGui import QFontMetrics, QPainter, QResizeEvent
 from PySide6.QtSvg import QSvgGenerator
 from PySide6.QtWidgets import (
     QApplication,
@@ -300,8 +301,21 @@ class MaskView(QWidget):
         self.bottom_axis.set_tiles((layout.shape[1], kw, kw + layout.gap) if conv else None)
 
     def _set_title(self, text: str) -> None:
+        """Show ``text`` above the image, elided to the view's width: pyqtgraph widens the plot to fit its title,
+        which would push the colour bar out of sight."""
         self._title = text
-        self.plot.setTitle(text, size="10pt")
+        font = self.font()
+        font.setPointSize(10)
+        # the title sits above the image only: leave room for the left axis and the colour bar beside it
+        beside = max(self.left_axis.width(), 60) + max(self.colorbar.width(), 62) + 30
+        width = max(80, int(self.graphics.width() - beside))
+        shown = QFontMetrics(font).elidedText(text, Qt.TextElideMode.ElideRight, width)
+        self.plot.setTitle(escape(shown), size="10pt")
+        self.graphics.setToolTip(text if shown != text else "")
+
+    def resizeEvent(self, event: QResizeEvent) -> None:
+        super().resizeEvent(event)
+        self._set_title(self._title)
 
     # -- cursor --------------------------------------------------------------------------------------------------
     def _on_mouse_moved(self, pos: QPointF) -> None:
