@@ -181,6 +181,16 @@ def main(argv: list[str] | None = None) -> int:
     print(f"longest UI stall from selecting it until every view showed it: {meter.stop():.1f} ms "
           f"(worst gaps {meter.worst()} ms)")
 
+    # -- undo it (the views show the tensor again) ------------------------------------------------------------------
+    meter.start()
+    start = time.perf_counter()
+    window.controller.undo()
+    settle(app, window)
+    print(f"undo of the global prune: {(time.perf_counter() - start) * 1000 - SETTLE_S * 1000:.0f} ms, "
+          f"longest UI stall {meter.stop():.1f} ms (worst gaps {meter.worst()} ms)")
+    window.controller.redo()
+    settle(app, window)
+
     if args.screenshot is not None:
         args.screenshot.parent.mkdir(parents=True, exist_ok=True)
         window.grab().save(str(args.screenshot))
