@@ -11,12 +11,29 @@ import torch
 
 from sparsegui.core.errors import LoadError
 from sparsegui.core.h5format import FORMAT_NAME, read_tensor
+from sparsegui.core.loading.hdf5_heaps import global_heap_problem
 
 _ALLOWED_FILTERS = {"gzip", "lzf", "shuffle", "fletcher32", "scaleoffset"}
 
 
+_SAFE_ATTRIBUTE_CLASSES = {h5py.h5t.INTEGER, h5py.h5t.FLOAT, h5py.h5t.STRING}
+
+
+def _check_attributes(obj: h5py.Group | h5py.Dataset, filename: str) -> None:
+    """Refuse attributes that are not numbers or strings before any is read: libhdf5 crashes (a segmentation
+    fault) reading a damaged variable-length sequence, where a damaged string only fails."""
+    for name in obj.attrs:
+        kind = obj.attrs.get_id(name).get_type()
+        if kind.get_class() == h5py.h5t.ENUM:  # h5py stores numpy bools as an enum of int8
+            kind = kind.get_super()
+        if kind.get_class() not in _SAFE_ATTRIBUTE_CLASSES:
+            where = obj.name if obj.name != "/" else "the root"
+            raise LoadError(f"{filename}: attribute {name!r} of {where} is neither a number nor a string; refused")
+
+
 def _check_dataset(dset: h5py.Dataset, key: str, file_size: int, filename: str) -> None:
     """Refuse datasets that would read other files or more data than the file can hold."""
+    _check_attributes(dset, filename)
     if dset.external:
         raise LoadError(f"{filename}: dataset {key!r} reads external files; refused")
     if dset.is_virtual:
@@ -77,7 +94,14 @@ def load_hdf5(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, object]]:
     """Return (state_dict, root attributes) from an HDF5 file."""
     file_size = path.stat().st_size
     try:
+        problem = global_heap_problem(path)
+    except (OSError, ValueError) as exc:
+        raise LoadError(f"{path.name}: cannot read ({exc})") from exc
+    if problem:
+        raise LoadError(f"{path.name}: {problem}")
+    try:
         with h5py.File(path, "r") as h5:
+            _check_attributes(h5, path.name)
             attrs = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in h5.attrs.items()}
             ours = attrs.get("sparsegui_format") == FORMAT_NAME
             items: list[tuple[str, h5py.Dataset]] = []
