@@ -99,3 +99,42 @@ def test_sha256_of_the_source_file(tmp_path) -> None:  # type: ignore[no-untyped
     loaded = load_model(path)
     assert loaded.source.digest() == hashlib.sha256(path.read_bytes()).hexdigest()
     assert loaded.source.to_json()["sha256"] == loaded.source.digest()
+
+
+def test_open_and_export_report_progress_and_cancel(tmp_path: Path) -> None:
+    """Opening (NaN scan, SHA-256) and exporting report progress; a cancel before the rename keeps the old file."""
+    from sparsegui.core.document import Document
+    from sparsegui.core.errors import Cancelled
+    from sparsegui.core.progress import CancelToken
+
+    source = tmp_path / "lenet.pt"
+    Document.demo("lenet").export(source)
+    steps: list[tuple[float, str]] = []
+    doc = Document.open(source, progress=lambda f, text: steps.append((f, text)))
+    assert steps[0][1] == "reading lenet.pt" and any("NaN" in text for _, text in steps)
+    fractions = [f for f, _ in steps]
+    assert fractions == sorted(fractions) and all(0.0 <= f <= 1.0 for f in fractions)
+    token = CancelToken()
+    token.cancel()
+    with pytest.raises(Cancelled):
+        Document.open(source, cancel=token)
+    assert doc.source.digest(cancel=CancelToken()) is not None
+
+    target = tmp_path / "out.pt"
+    target.write_bytes(b"precious")
+    doc.prune("l1_unstructured", ["fc1.weight"], amount=0.5)
+    exported: list[str] = []
+    cancel = CancelToken()
+
+    def progress(fraction: float, text: str) -> None:
+        exported.append(text)
+        if text.startswith("reading"):
+            cancel.cancel()  # the user presses Cancel while the file is read back
+
+    with pytest.raises(Cancelled):
+        doc.export(target, progress=progress, cancel=cancel)
+    assert target.read_bytes() == b"precious"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["lenet.pt", "out.pt"]  # no temporary file left
+    assert doc.modified
+    doc.export(target, progress=lambda f, text: exported.append(text))
+    assert exported[-1] == "wrote out.pt" and Document.open(target).model is not None

@@ -50,8 +50,14 @@ class Document:
         self.device: torch.device = first.device if first is not None else torch.device("cpu")
 
     @classmethod
-    def open(cls, path: str | Path, options: LoadOptions | None = None) -> Document:
-        return cls(load_model(path, options))
+    def open(
+        cls,
+        path: str | Path,
+        options: LoadOptions | None = None,
+        progress: ProgressCallback | None = None,
+        cancel: CancelToken | None = None,
+    ) -> Document:
+        return cls(load_model(path, options, progress, cancel))
 
     @classmethod
     def demo(cls, name: str = "lenet") -> Document:
@@ -236,12 +242,22 @@ class Document:
 
         return recipe_from_history(self)
 
-    def export(self, path: str | Path, *, keep_masks: bool = False) -> Path:
+    def export(
+        self,
+        path: str | Path,
+        *,
+        keep_masks: bool = False,
+        progress: ProgressCallback | None = None,
+        cancel: CancelToken | None = None,
+    ) -> Path:
+        """Write the state_dict atomically; a cancel before the final rename leaves the old file as it was."""
         from sparsegui.core.exporting import export_document
 
-        return export_document(self, path, keep_masks=keep_masks)
+        return export_document(self, path, keep_masks=keep_masks, progress=progress, cancel=cancel)
 
-    def export_masks(self, path: str | Path) -> Path:
+    def export_masks(
+        self, path: str | Path, progress: ProgressCallback | None = None, cancel: CancelToken | None = None
+    ) -> Path:
         from sparsegui.core.exporting import export_masks
 
-        return export_masks(self, path)
+        return export_masks(self, path, progress=progress, cancel=cancel)

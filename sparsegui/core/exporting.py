@@ -10,6 +10,7 @@ from sparsegui.core.export import clean_state_dict, masks_dict, state_dict_with_
 from sparsegui.core.export.state import pruned_tensor_names
 from sparsegui.core.export.writers import format_for
 from sparsegui.core.inspection import inspect_model
+from sparsegui.core.progress import CancelToken, ProgressCallback, report
 from sparsegui.core.pruned import method_history, pruning_hooks
 
 if TYPE_CHECKING:
@@ -32,10 +33,18 @@ def tensor_attributes(doc: Document) -> dict[str, dict[str, Any]]:
     return attrs
 
 
-def export_document(doc: Document, path: str | Path, *, keep_masks: bool = False) -> Path:
+def export_document(
+    doc: Document,
+    path: str | Path,
+    *,
+    keep_masks: bool = False,
+    progress: ProgressCallback | None = None,
+    cancel: CancelToken | None = None,
+) -> Path:
     """Write the model's state_dict under the source's own key names and order (pruning made permanent unless
     ``keep_masks``); marks the history clean."""
     source = doc.source
+    report(progress, 0.0, "collecting the tensors")
     # per-tensor sparsity attributes: only HDF5 stores them, and counting zeros reads every tensor
     per_tensor = tensor_attributes(doc) if format_for(Path(path)) == "hdf5" else {}
     if keep_masks:
@@ -51,11 +60,14 @@ def export_document(doc: Document, path: str | Path, *, keep_masks: bool = False
         attrs = {source.prefix + k: v for k, v in per_tensor.items()}
         contents = "state_dict"
     metadata = {"sparsegui_recipe": json.dumps(doc.recipe()["steps"])}
-    written = write_state_dict(path, state, attrs=attrs, metadata=metadata, masks=masks, contents=contents)
+    written = write_state_dict(path, state, attrs=attrs, metadata=metadata, masks=masks, contents=contents,
+                               progress=progress, cancel=cancel)
     doc.history.mark_clean()
     return written
 
 
-def export_masks(doc: Document, path: str | Path) -> Path:
+def export_masks(doc: Document, path: str | Path, progress: ProgressCallback | None = None,
+                 cancel: CancelToken | None = None) -> Path:
     """Write every pruned tensor's mask (bool; bit-packed in HDF5), keyed by qualified tensor name."""
-    return write_masks(path, masks_dict(doc.model))
+    report(progress, 0.0, "collecting the masks")
+    return write_masks(path, masks_dict(doc.model), progress=progress, cancel=cancel)

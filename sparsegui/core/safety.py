@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from sparsegui.core.errors import SparseGUIError
+from sparsegui.core.progress import CancelToken, ProgressCallback, check, report
 
 MIN_TORCH = (2, 10)
 """torch < 2.10 has known weights-only loader flaws (CVE-2025-32434 up to 2.5.1, CVE-2026-24747 before 2.10)."""
@@ -35,11 +36,18 @@ def require_safe_torch() -> None:
         raise SparseGUIError(problem)
 
 
-def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
+def file_sha256(path: str | Path, chunk: int = 1 << 20, progress: ProgressCallback | None = None,
+                cancel: CancelToken | None = None) -> str:
     digest = hashlib.sha256()
+    size = max(Path(path).stat().st_size, 1)
+    done = 0
     with Path(path).open("rb") as handle:
         while block := handle.read(chunk):
+            check(cancel)
             digest.update(block)
+            done += len(block)
+            if done // (64 * chunk) != (done - len(block)) // (64 * chunk):  # every 64 chunks, not every chunk
+                report(progress, done / size, "computing the SHA-256")
     return digest.hexdigest()
 
 
@@ -50,10 +58,14 @@ def nonfinite_count(tensor: torch.Tensor) -> int:
     return tensor.numel() - int(torch.isfinite(tensor).sum())
 
 
-def nonfinite_report(model: nn.Module, limit: int = 5) -> str | None:
+def nonfinite_report(model: nn.Module, limit: int = 5, progress: ProgressCallback | None = None,
+                     cancel: CancelToken | None = None) -> str | None:
     """A one-line warning naming the tensors that hold NaN or Inf, or None."""
     bad = []
-    for name, tensor in [*model.named_parameters(), *model.named_buffers()]:
+    tensors = [*model.named_parameters(), *model.named_buffers()]
+    for index, (name, tensor) in enumerate(tensors):
+        check(cancel)
+        report(progress, index / len(tensors), f"checking {name} for NaN and Inf")
         count = nonfinite_count(tensor.detach())
         if count:
             bad.append(f"{name} ({count})")

@@ -130,9 +130,9 @@ class Controller(QObject):
         options = options or LoadOptions()
         path = str(path)
 
-        def load(_progress: Any, _cancel: CancelToken) -> tuple[Document, dict[Key, Count]]:
-            doc = Document.open(path, options)
-            doc.source.digest()
+        def load(progress: Any, cancel: CancelToken) -> tuple[Document, dict[Key, Count]]:
+            doc = Document.open(path, options, lambda f, text: progress(0.7 * f, text), cancel)
+            doc.source.digest(lambda f, text: progress(0.7 + 0.3 * f, text), cancel)
             return doc, count_tensors(doc.model, forward_keys(doc.model))  # the views' totals, off the UI thread
 
         def success(result: tuple[Document, dict[Key, Count]]) -> None:
@@ -233,12 +233,13 @@ class Controller(QObject):
             self.undo_stack.setClean()
             self.status.emit(f"Exported {written}")
 
-        return self.runner.run("Exporting", lambda p, c: doc.export(path, keep_masks=keep_masks), success,
+        return self.runner.run("Exporting", lambda p, c: doc.export(path, keep_masks=keep_masks, progress=p, cancel=c),
+                               success,
                                self._fail("Export failed"))
 
     def export_masks(self, path: str | Path) -> bool:
         doc = self.session.document
-        return self.runner.run("Exporting masks", lambda p, c: doc.export_masks(path),
+        return self.runner.run("Exporting masks", lambda p, c: doc.export_masks(path, p, c),
                                lambda written: self.status.emit(f"Exported masks to {written}"),
                                self._fail("Export failed"))
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +17,7 @@ from sparsegui.core.errors import ExportError
 from sparsegui.core.export.atomic import atomic_write
 from sparsegui.core.h5format import FORMAT_NAME, FORMAT_VERSION, write_tensor
 from sparsegui.core.loading.safetensors_files import KEY_ORDER_METADATA
+from sparsegui.core.progress import CancelToken, ProgressCallback, check, report
 
 EXTENSIONS = {".pt": "torch", ".pth": "torch", ".bin": "torch", ".safetensors": "safetensors",
               ".h5": "hdf5", ".hdf5": "hdf5"}
@@ -98,23 +99,38 @@ def write_state_dict(
     metadata: Mapping[str, str] | None = None,
     masks: set[str] | None = None,
     contents: str = "state_dict",
+    progress: ProgressCallback | None = None,
+    cancel: CancelToken | None = None,
 ) -> Path:
-    """Write ``state`` atomically in the format the extension names, then check it reads back."""
+    """Write ``state`` atomically in the format the extension names, then check it reads back. A cancel (checked
+    before writing and before the final rename) removes the temporary file; the target is left as it was."""
     path = Path(path)
     fmt = format_for(path)
-    if fmt == "torch":
-        return atomic_write(path, lambda p: _write_torch(p, state), lambda p: _verify_torch(p, state))
-    if fmt == "safetensors":
-        return atomic_write(
-            path, lambda p: _write_safetensors(p, state, metadata or {}), lambda p: _verify_safetensors(p, state)
-        )
-    return atomic_write(
-        path,
-        lambda p: _write_hdf5(p, state, attrs or {}, contents, masks or set()),
-        lambda p: _verify_hdf5(p, state),
-    )
+    writers: dict[str, tuple[Callable[[Path], None], Callable[[Path], None]]] = {
+        "torch": (lambda p: _write_torch(p, state), lambda p: _verify_torch(p, state)),
+        "safetensors": (lambda p: _write_safetensors(p, state, metadata or {}),
+                        lambda p: _verify_safetensors(p, state)),
+        "hdf5": (lambda p: _write_hdf5(p, state, attrs or {}, contents, masks or set()),
+                 lambda p: _verify_hdf5(p, state)),
+    }
+    write, verify = writers[fmt]
+
+    def write_step(tmp: Path) -> None:
+        check(cancel)
+        report(progress, 0.1, f"writing {path.name}")
+        write(tmp)
+
+    def verify_step(tmp: Path) -> None:
+        check(cancel)
+        report(progress, 0.8, f"reading {path.name} back")
+        verify(tmp)
+        check(cancel)
+        report(progress, 1.0, f"wrote {path.name}")
+
+    return atomic_write(path, write_step, verify_step)
 
 
-def write_masks(path: str | Path, masks: Mapping[str, torch.Tensor]) -> Path:
+def write_masks(path: str | Path, masks: Mapping[str, torch.Tensor], progress: ProgressCallback | None = None,
+                cancel: CancelToken | None = None) -> Path:
     """Write masks alone (bool tensors keyed by qualified tensor name); HDF5 bit-packs them."""
-    return write_state_dict(path, masks, masks=set(masks), contents="masks")
+    return write_state_dict(path, masks, masks=set(masks), contents="masks", progress=progress, cancel=cancel)

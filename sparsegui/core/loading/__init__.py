@@ -32,6 +32,7 @@ from sparsegui.core.loading.trusted import (
     name_kinds,
     require_trust,
 )
+from sparsegui.core.progress import CancelToken, ProgressCallback, check, report
 from sparsegui.core.safety import nonfinite_report, require_safe_torch
 
 __all__ = ["Format", "LoadOptions", "LoadedModel", "SourceInfo", "load_demo", "load_model", "sniff"]
@@ -87,14 +88,22 @@ def _from_module(model: nn.Module, source: SourceInfo) -> nn.Module:
     return model.eval()
 
 
-def load_model(path: str | Path, options: LoadOptions | None = None) -> LoadedModel:
-    """Open ``path`` as a model. Raises :class:`LoadError` (or :class:`TrustRequired`) with a one-line message.
+def load_model(
+    path: str | Path,
+    options: LoadOptions | None = None,
+    progress: ProgressCallback | None = None,
+    cancel: CancelToken | None = None,
+) -> LoadedModel:
+    """Open ``path`` as a model. Raises :class:`LoadError` (or :class:`TrustRequired`) with a one-line message,
+    or :class:`~sparsegui.core.errors.Cancelled`.
 
     The result's source warns about tensors holding NaN or Inf; ``source.digest()`` gives the file's SHA-256.
     """
     require_safe_torch()
+    report(progress, 0.0, f"reading {Path(path).name}")
     loaded = _load_model(Path(path), options or LoadOptions())
-    warning = nonfinite_report(loaded.model)
+    check(cancel)
+    warning = nonfinite_report(loaded.model, progress=progress, cancel=cancel)
     if warning:
         loaded.source.warnings.append(warning)
     return loaded

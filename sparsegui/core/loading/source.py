@@ -33,12 +33,13 @@ class SourceInfo:
     sha256: str | None = None
     """Digest of the opened file (of the index file for sharded safetensors); see :meth:`digest`."""
 
-    def digest(self) -> str | None:
-        """The file's SHA-256, computed on first use (seconds for multi-GB files: call it off the UI thread)."""
+    def digest(self, progress: Any = None, cancel: Any = None) -> str | None:
+        """The file's SHA-256, computed on first use (seconds for multi-GB files: call it off the UI thread, with a
+        progress callback and cancel token as in :mod:`sparsegui.core.progress`)."""
         if self.sha256 is None and self.path is not None:
             from sparsegui.core.safety import file_sha256
 
-            self.sha256 = file_sha256(self.path)
+            self.sha256 = file_sha256(self.path, progress=progress, cancel=cancel)
         return self.sha256
 
     def to_json(self) -> dict[str, Any]:
