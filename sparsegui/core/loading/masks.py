@@ -25,11 +25,12 @@ def load_masks(path: str | Path) -> dict[str, torch.Tensor]:
     if head.startswith(b"\x93NUMPY") or (head.startswith(b"PK") and path.suffix == ".npz"):
         try:
             loaded = np.load(path, allow_pickle=False)
+            if isinstance(loaded, np.ndarray):
+                return {"": torch.from_numpy(loaded)}
+            with loaded:  # an .npz reads (and fails on) each member only when asked for it
+                return {k: torch.from_numpy(loaded[k]) for k in loaded.files}
         except Exception as exc:
-            raise LoadError(f"{path.name}: unreadable NumPy file ({exc})") from exc
-        if isinstance(loaded, np.ndarray):
-            return {"": torch.from_numpy(loaded)}
-        return {k: torch.from_numpy(loaded[k]) for k in loaded.files}
+            raise LoadError(f"{path.name}: unreadable NumPy file ({type(exc).__name__}: {exc})") from exc
     fmt = sniff(path)
     if fmt in (Format.TORCH_ZIP, Format.TORCH_LEGACY):
         obj = load_torch_file(path, fmt, trust=False)

@@ -39,7 +39,7 @@ def _zip_kind(path: Path) -> Format:
     try:
         with zipfile.ZipFile(path) as archive:
             names = archive.namelist()
-    except (zipfile.BadZipFile, OSError, ValueError) as exc:
+    except (zipfile.BadZipFile, OSError, ValueError, NotImplementedError) as exc:  # e.g. "zip file version 14.7"
         raise LoadError(f"{path.name}: damaged zip archive ({exc})") from exc
     tails = {name.split("/", 1)[1] if "/" in name else name for name in names}
     if "archive_format" in tails or any(t.startswith("models/") and t.endswith(".json") for t in tails):
