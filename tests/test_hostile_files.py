@@ -383,7 +383,8 @@ def test_hdf5_damaged_global_heap_is_refused_instead_of_hanging(tmp_path: Path) 
     else:
         pytest.fail("no free-space object in the collection")
     path.write_bytes(bytes(data))
-    faulthandler.dump_traceback_later(60, exit=True)  # a regression would hang in C, where no alarm reaches
+    # a regression would hang in C, where no alarm reaches: end the run with a traceback instead
+    faulthandler.dump_traceback_later(60, exit=True, file=sys.__stderr__)
     try:
         with pytest.raises(LoadError) as info:
             load_model(path)
