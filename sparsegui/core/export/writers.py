@@ -33,7 +33,18 @@ def format_for(path: Path) -> str:
 
 
 def _write_torch(path: Path, state: Mapping[str, torch.Tensor]) -> None:
-    torch.save(dict(state), str(path))
+    try:
+        torch.save(dict(state), str(path))
+    except RuntimeError:
+        # torch's file writer reports a full disk as "unexpected pos …"; written through a Python file, the same
+        # failure carries its OSError (ENOSPC, EFBIG): write again that way to report the real cause
+        with path.open("wb") as handle:
+            try:
+                torch.save(dict(state), handle)
+            except RuntimeError as exc:
+                if isinstance(exc.__context__, OSError):
+                    raise exc.__context__ from exc
+                raise
 
 
 def _verify_torch(path: Path, state: Mapping[str, torch.Tensor]) -> None:
