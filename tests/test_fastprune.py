@@ -284,3 +284,20 @@ def test_remove_matches_prune_remove(how: str) -> None:
     assert all(m.weight is p for (m, _), p in zip(model_pairs(fast), params, strict=True))  # same objects, as torch
     x = torch.randn(2, 3, 8, 8)
     assert torch.equal(fast(x), slow(x))
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("dtype", [torch.float16, torch.float32])
+def test_cuda_tensors_match_torch(dtype: torch.dtype) -> None:
+    weight = values((300, 257), dtype, seed=11, special=True).cuda()
+    fast, slow = layer(weight), layer(weight)
+    fastprune.l1_unstructured(fast, "weight", 0.4)
+    prune.l1_unstructured(slow, "weight", 0.4)
+    k = round(0.4 * weight.numel())
+    ties = threshold_ties(weight, torch.ones_like(weight, dtype=torch.bool), k)
+    assert_same_module(fast, slow, ties if int(ties.sum()) > 1 else None)
+    pairs_fast, pairs_slow = model_pairs(net().cuda()), model_pairs(net().cuda())
+    fastprune.global_l1_unstructured(pairs_fast, 0.5)
+    prune.global_unstructured(pairs_slow, pruning_method=prune.L1Unstructured, amount=0.5)
+    for (a, _), (b, _) in zip(pairs_fast, pairs_slow, strict=True):
+        assert_same_module(a, b)
