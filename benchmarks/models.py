@@ -29,6 +29,7 @@ class Config:
 
 
 SIZES = {
+    "tiny": Config("tiny", layers=2, width=64, vocab=1000, positions=64),  # for the harness's own test
     "125m": Config("125m", layers=12, width=768),
     "1b": Config("1b", layers=18, width=2048),
 }
