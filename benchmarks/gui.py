@@ -173,7 +173,8 @@ def main(argv: list[str] | None = None) -> int:
     row = tree.proxy.mapFromSource(tree.model.index_for(Selection("tensor", args.tensor)))
     flags = QItemSelectionModel.SelectionFlag
     tree.view.selectionModel().setCurrentIndex(row, flags.ClearAndSelect | flags.Rows)
-    wait_until(app, lambda: window.mask_view.qualname == args.tensor and window.mask_view.rendered is not None)
+    wait_until(app, lambda: window.mask_view.qualname == args.tensor and not window.mask_view.rendering
+               and window.mask_view.rendered is not None)
     window.mask_view.graphics.grab()  # paints the scene with the new image
     mask_show_ms = (time.perf_counter() - start) * 1000.0
     print(f"mask of {args.tensor} on screen in {mask_show_ms:.1f} ms ({window.mask_view.title})")

@@ -25,6 +25,7 @@ from PySide6.QtWidgets import (
 )
 
 from sparsegui.core.render import Layout, RenderedTensor, render_values, tensor_parts
+from sparsegui.gui.background import LatestOnly
 from sparsegui.gui.session import Selection, Session
 
 pg.setConfigOptions(imageAxisOrder="row-major")
@@ -34,6 +35,7 @@ COLORMAPS = ["Auto", "viridis", "inferno", "cividis", "CET-L1", "CET-D1"]
 TENSOR_KINDS = ("tensor", "parameter", "buffer")
 GAP_COLOR = "#6e6e6e"
 EMPTY_TITLE = "Select a tensor in the model tree to see its mask"
+BACKGROUND_LIMIT = 1 << 24  # tensors with more entries are rendered in a background thread
 
 
 def two_colour(cmap: pg.ColorMap) -> pg.ColorMap:
@@ -121,6 +123,7 @@ class MaskView(QWidget):
         self.rendered: RenderedTensor | None = None
         self._mask: torch.Tensor | None = None
         self._title = EMPTY_TITLE
+        self._background = LatestOnly(self)
 
         self.mode_combo = QComboBox(objectName="maskModeCombo")
         for mode, label in MODES.items():
@@ -203,6 +206,7 @@ class MaskView(QWidget):
             self._render(reset_view=False)
 
     def clear(self) -> None:
+        self._background.cancel()
         self.qualname = None
         self.rendered = None
         self._mask = None
@@ -225,20 +229,50 @@ class MaskView(QWidget):
 
     # -- rendering -----------------------------------------------------------------------------------------------
     def _render(self, reset_view: bool) -> bool:
-        qualname = self.qualname
+        """Render the current tensor: at once when it is small, in a background thread when reading it would stall
+        the window (the image appears when ready; a newer request overtakes an older one)."""
+        qualname, mode = self.qualname, self.mode
         assert qualname is not None
         module_name, _, local = qualname.rpartition(".")
         try:
             module = self.session.document.model.get_submodule(module_name)
             values, mask = tensor_parts(module, local)
-            rendered = render_values(values, mask, self.mode)
         except (AttributeError, TypeError, ValueError) as exc:
-            self.rendered, self._mask = None, None
-            self.image.clear()
-            self.backdrop.setRect(QRectF())
-            self.cursor_label.setText(" ")
-            self._set_title(f"{qualname}: {exc}")
+            self._show_error(qualname, exc)
             return False
+        if values.numel() <= BACKGROUND_LIMIT:
+            self._background.cancel()
+            try:
+                rendered = render_values(values, mask, mode)
+            except (TypeError, ValueError) as exc:
+                self._show_error(qualname, exc)
+                return False
+            self._show(qualname, values, mask, rendered, reset_view)
+            return True
+        self._set_title(f"{qualname} {_shape_text(tuple(values.shape))} — rendering…")
+
+        def shown(rendered: RenderedTensor) -> None:
+            if self.qualname == qualname and self.mode == mode:
+                self._show(qualname, values, mask, rendered, reset_view)
+
+        self._background.submit(lambda: render_values(values, mask, mode), shown,
+                                lambda exc: self._show_error(qualname, exc))
+        return True
+
+    @property
+    def rendering(self) -> bool:
+        """True while a big tensor is being rendered in the background."""
+        return self._background.busy
+
+    def _show_error(self, qualname: str, exc: BaseException) -> None:
+        self.rendered, self._mask = None, None
+        self.image.clear()
+        self.backdrop.setRect(QRectF())
+        self.cursor_label.setText(" ")
+        self._set_title(f"{qualname}: {exc}")
+
+    def _show(self, qualname: str, values: torch.Tensor, mask: torch.Tensor | None, rendered: RenderedTensor,
+              reset_view: bool) -> None:
         self.rendered, self._mask = rendered, mask
         self._apply_colormap()
         self.image.setImage(rendered.image, levels=rendered.levels, autoLevels=False)
@@ -258,7 +292,6 @@ class MaskView(QWidget):
             aspect = rendered.layout.rows / max(1, rendered.layout.cols)
             self.plot.setAspectLocked(rendered.layout.kind == "conv-grid" and 1 / 8 <= aspect <= 8)
             self.plot.autoRange(padding=0.02)
-        return True
 
     def _colormap(self) -> pg.ColorMap:
         choice = self.colormap_combo.currentText()

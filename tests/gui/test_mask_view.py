@@ -116,11 +116,13 @@ def test_gpt2_sized_embedding_is_downsampled(qtbot: QtBot) -> None:
     view = MaskView(session)
     qtbot.addWidget(view)
     session.select([Selection("tensor", "wte.weight")])
+    qtbot.waitUntil(lambda: not view.rendering, timeout=10000)  # 38.6M entries: rendered in the background
     rows, cols = view.image.image.shape
     assert rows <= 2048 and cols <= 2048 and (rows, cols) == (2011, 768)
     assert "downsampled ×25" in view.title
     view.set_mode("magnitude")
-    assert view.image.image.shape == (2011, 768)
+    qtbot.waitUntil(lambda: not view.rendering, timeout=10000)
+    assert view.image.image.shape == (2011, 768) and "|Weight|" in view.title
     assert "rows 0–24" in view.readout(0.5, 3.0)
 
 
@@ -136,3 +138,27 @@ def test_object_names_and_exports(view: MaskView, session: Session, tmp_path: Pa
     png, svg = view.save_png(tmp_path / "mask.png"), view.save_svg(tmp_path / "mask.svg")
     assert png.stat().st_size > 1000 and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert svg.stat().st_size > 1000 and b"<svg" in svg.read_bytes()
+
+
+def test_big_tensors_render_in_the_background_and_the_newest_wins(
+    view: MaskView, session: Session, qtbot: QtBot, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Above BACKGROUND_LIMIT entries the image is computed off the UI thread: the window gets a 'rendering' title at
+    once, the image when ready; a selection made meanwhile is what ends up on screen."""
+    import sparsegui.gui.mask_view as mask_view
+
+    monkeypatch.setattr(mask_view, "BACKGROUND_LIMIT", 1000)  # fc1.weight (48,000) and fc2.weight (10,080) are big
+    session.document.prune("l1_unstructured", ["fc1.weight", "fc2.weight"], amount=0.5)
+    assert view.show_tensor("fc1.weight")
+    assert view.rendering and "rendering" in view.title
+    qtbot.waitUntil(lambda: not view.rendering, timeout=5000)
+    assert view.title.startswith("fc1.weight (120 × 400)")
+    shown = view.image.image
+    assert shown.shape == (120, 400) and int((shown == 0).sum()) == 24000
+
+    view.show_tensor("fc2.weight")
+    view.show_tensor("conv1.weight")  # small: at once, and the pending fc2 render is dropped
+    assert not view.rendering and view.title.startswith("conv1.weight")
+    qtbot.wait(200)
+    assert view.title.startswith("conv1.weight") and view.rendered is not None
+    assert view.rendered.layout.kind == "conv-grid"
