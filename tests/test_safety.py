@@ -138,3 +138,54 @@ def test_open_and_export_report_progress_and_cancel(tmp_path: Path) -> None:
     assert doc.modified
     doc.export(target, progress=lambda f, text: exported.append(text))
     assert exported[-1] == "wrote out.pt" and Document.open(target).model is not None
+
+
+def test_device_move_reports_progress_and_rolls_back(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Moving goes module by module with progress; a failure midway (out of memory) puts every tensor back, pruned
+    tensors recomputed, the model working as before."""
+    from sparsegui.core import document as document_module
+    from sparsegui.core.document import Document
+    from tests.helpers import assert_same_state, full_state
+
+    doc = Document.demo("lenet")
+    doc.prune("l1_unstructured", ["conv1.weight", "fc1.weight"], amount=0.3)
+    before = full_state(doc.model)
+    steps: list[float] = []
+    assert doc.move_to("cpu", progress=lambda f, _text: steps.append(f)).type == "cpu"
+    assert steps[0] == 0.0 and steps[-1] == 1.0 and len(steps) == len(list(doc.model.modules())) + 1
+    moved: list[torch.nn.Module] = []
+    real = document_module._move_own_tensors
+
+    def failing(module: torch.nn.Module, device: torch.device) -> None:
+        if len(moved) == 4:
+            raise torch.OutOfMemoryError("simulated: no memory left on the device")
+        moved.append(module)
+        real(module, device)
+
+    monkeypatch.setattr(document_module, "_move_own_tensors", failing)
+    with pytest.raises(torch.OutOfMemoryError):
+        doc.move_to("cpu")
+    monkeypatch.setattr(document_module, "_move_own_tensors", real)
+    assert_same_state(full_state(doc.model), before)
+    assert doc.device.type == "cpu"
+
+
+@pytest.mark.cuda
+def test_cancelled_move_to_cuda_leaves_everything_on_the_cpu() -> None:
+    from sparsegui.core.document import Document
+    from sparsegui.core.progress import CancelToken
+
+    doc = Document.demo("resnet")
+    doc.prune("l1_unstructured", ["*.weight"], types=["Conv2d"], amount=0.3)
+    token = CancelToken()
+
+    def progress(fraction: float, _text: str) -> None:
+        if fraction > 0.5:
+            token.cancel()
+
+    from sparsegui.core.errors import Cancelled
+
+    with pytest.raises(Cancelled):
+        doc.move_to("cuda", cancel=token, progress=progress)
+    assert {t.device.type for t in doc.model.state_dict().values()} == {"cpu"}
+    assert doc.device.type == "cpu"

@@ -23,7 +23,7 @@ from sparsegui.core.inspection import ModelReport, inspect_model
 from sparsegui.core.loading import LoadedModel, LoadOptions, load_demo, load_model
 from sparsegui.core.loading.masks import load_masks
 from sparsegui.core.methods import resolve_method
-from sparsegui.core.progress import CancelToken, ProgressCallback
+from sparsegui.core.progress import CancelToken, ProgressCallback, check, report
 from sparsegui.core.pruned import pruning_hooks
 from sparsegui.core.snapshot import Snapshot
 from sparsegui.core.targets import TensorRef, resolve_targets
@@ -37,6 +37,19 @@ def _amount_text(amount: object) -> str:
 
 def _where(refs: Sequence[TensorRef]) -> str:
     return refs[0].qualname if len(refs) == 1 else f"{len(refs)} tensors"
+
+
+def _move_own_tensors(module: nn.Module, device: torch.device) -> None:
+    """``module.to(device)`` without its children: parameters keep their identity (their ``.data`` moves), as with
+    ``nn.Module.to``."""
+    for param in module._parameters.values():
+        if param is not None and param.device != device:
+            param.data = param.data.to(device)
+            if param.grad is not None:
+                param.grad.data = param.grad.data.to(device)
+    for key, buffer in module._buffers.items():
+        if buffer is not None and buffer.device != device:
+            module._buffers[key] = buffer.to(device)
 
 
 class Document:
@@ -219,21 +232,31 @@ class Document:
     def redo(self) -> Command | None:
         return self.history.redo(self.device)
 
-    def move_to(self, device: str | torch.device, cancel: CancelToken | None = None) -> torch.device:
-        """Move the model (parameters, buffers and each pruned tensor) to ``device``; not an undo step."""
+    def move_to(
+        self, device: str | torch.device, cancel: CancelToken | None = None, progress: ProgressCallback | None = None
+    ) -> torch.device:
+        """Move the model (parameters, buffers and each pruned tensor) to ``device``, module by module with progress;
+        not an undo step. On a cancel or an error (out of memory on the device) everything goes back where it was."""
         target = parse_device(device)
         if cancel is not None and cancel.cancelled:
             raise Cancelled("cancelled by the user; the model did not move")
         previous = self.device
+        modules = list(self.model.modules())
         try:
-            self.model.to(target)
-            for module in self.model.modules():
+            for index, module in enumerate(modules):
+                check(cancel)
+                report(progress, index / len(modules), f"moving to {target}")
+                _move_own_tensors(module, target)
                 for name, hook in pruning_hooks(module).items():
                     setattr(module, name, hook.apply_mask(module))
         except BaseException:
-            self.model.to(previous)
+            for module in modules:
+                _move_own_tensors(module, previous)
+                for name, hook in pruning_hooks(module).items():
+                    setattr(module, name, hook.apply_mask(module))
             raise
         self.device = target
+        report(progress, 1.0, f"on {target}")
         return target
 
     # -- recording and writing ----------------------------------------------------------------------------------

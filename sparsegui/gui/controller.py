@@ -222,7 +222,7 @@ class Controller(QObject):
             self.session.notify_changed([])  # where the tensors live changed, not their values
             self.status.emit(f"Model moved to {target}")
 
-        return self.runner.run(f"Moving to {device}", lambda p, c: doc.move_to(device, cancel=c), success,
+        return self.runner.run(f"Moving to {device}", lambda p, c: doc.move_to(device, cancel=c, progress=p), success,
                                self._fail(f"Cannot move the model to {device}"))
 
     # -- writing -----------------------------------------------------------------------------------------------
