@@ -21,7 +21,7 @@ from PySide6.QtWidgets import QApplication, QLabel, QVBoxLayout, QWidget
 from sparsegui.core.pruned import forward_tensor_names, pruning_hooks
 from sparsegui.core.stats import Count
 from sparsegui.gui.histogram import BACKGROUND_LIMIT, WeightHistogram
-from sparsegui.gui.mask_view import export_png, export_svg
+from sparsegui.gui.plot_files import export_png, export_svg
 from sparsegui.gui.session import Selection, Session
 
 __all__ = ["BACKGROUND_LIMIT", "SparsityChart", "WeightHistogram", "abbreviate"]

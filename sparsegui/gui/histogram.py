@@ -16,7 +16,8 @@ from PySide6.QtWidgets import QApplication, QCheckBox, QHBoxLayout, QLabel, QVBo
 from sparsegui.core.pruned import pruning_hooks
 from sparsegui.core.render import Histogram, magnitude_histogram, tensor_parts
 from sparsegui.gui.background import LatestOnly
-from sparsegui.gui.mask_view import TENSOR_KINDS, export_png, export_svg
+from sparsegui.gui.mask_view import TENSOR_KINDS
+from sparsegui.gui.plot_files import export_png, export_svg
 from sparsegui.gui.session import Selection, Session
 
 KEPT_FILL = (76, 155, 232, 170)

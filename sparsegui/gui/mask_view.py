@@ -9,11 +9,9 @@ from html import escape
 from pathlib import Path
 
 import pyqtgraph as pg
-import pyqtgraph.exporters
 import torch
-from PySide6.QtCore import QPointF, QRect, QRectF, QSize, Qt
-from PySide6.QtGui import QFontMetrics, QPainter, QResizeEvent
-from PySide6.QtSvg import QSvgGenerator
+from PySide6.QtCore import QPointF, QRectF, Qt
+from PySide6.QtGui import QFontMetrics, QResizeEvent
 from PySide6.QtWidgets import (
     QApplication,
     QComboBox,
@@ -26,6 +24,7 @@ from PySide6.QtWidgets import (
 
 from sparsegui.core.render import Layout, RenderedTensor, render_values, tensor_parts
 from sparsegui.gui.background import LatestOnly
+from sparsegui.gui.plot_files import export_png, export_svg
 from sparsegui.gui.session import Selection, Session
 
 pg.setConfigOptions(imageAxisOrder="row-major")
@@ -42,30 +41,6 @@ def two_colour(cmap: pg.ColorMap) -> pg.ColorMap:
     """A map with only the end colours of ``cmap``: 0 (pruned) and 1 (kept), nothing in between."""
     low, high = cmap.map(0.0, mode="qcolor"), cmap.map(1.0, mode="qcolor")
     return pg.ColorMap(pos=[0.0, 0.5, 0.5, 1.0], color=[low, low, high, high])
-
-
-def export_png(graphics: pg.GraphicsLayoutWidget, path: str | Path) -> Path:
-    """Write what ``graphics`` shows to a PNG with pyqtgraph's ImageExporter (at least 800 px wide)."""
-    exporter = pg.exporters.ImageExporter(graphics.ci)
-    exporter.parameters()["width"] = max(800, graphics.width())
-    exporter.export(str(path))
-    return Path(path)
-
-
-def export_svg(graphics: pg.GraphicsLayoutWidget, path: str | Path, title: str = "") -> Path:
-    """Write what ``graphics`` shows to an SVG with QSvgGenerator (pyqtgraph's SVGExporter fails on Qt ≥ 6.11)."""
-    size = graphics.size() if graphics.width() > 1 and graphics.height() > 1 else QSize(800, 600)
-    generator = QSvgGenerator()
-    generator.setFileName(str(path))
-    generator.setSize(size)
-    generator.setViewBox(QRect(0, 0, size.width(), size.height()))
-    generator.setTitle(title)
-    painter = QPainter(generator)
-    try:
-        graphics.scene().render(painter, QRectF(0, 0, size.width(), size.height()), graphics.ci.sceneBoundingRect())
-    finally:
-        painter.end()
-    return Path(path)
 
 
 def _shape_text(shape: tuple[int, ...]) -> str:
