@@ -48,7 +48,7 @@ def _one(task: str, side: str, checkpoint: Path, device: str, repeat: int) -> tu
     seconds, extra = [], []
     for _ in range(repeat):
         proc = subprocess.run([sys.executable, "-m", "benchmarks.core", task, side, str(checkpoint), device],
-                              cwd=ROOT, capture_output=True, text=True, env=os.environ.copy())
+                              cwd=ROOT, capture_output=True, text=True)
         if proc.returncode != 0:
             print(f"  {side} {task} failed: {proc.stderr.strip().splitlines()[-1:]}", file=sys.stderr)
             return None

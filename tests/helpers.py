@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -14,6 +15,20 @@ def bits(tensor: torch.Tensor) -> torch.Tensor:
     """The raw bytes of a tensor, so -0.0 vs 0.0 and NaN payloads count as differences."""
     t = tensor.detach().cpu().contiguous()
     return t.reshape(-1).view(torch.uint8) if t.numel() else t.reshape(-1).to(torch.uint8)
+
+
+def assert_same_tensors(
+    got: Mapping[str, torch.Tensor], want: Mapping[str, torch.Tensor], *, ordered: bool = True
+) -> None:
+    """Same keys (in the same order unless ``ordered`` is False), same dtypes and shapes, same bytes."""
+    if ordered:
+        assert list(got) == list(want)
+    else:
+        assert set(got) == set(want)
+    for key in want:
+        assert got[key].dtype == want[key].dtype, key
+        assert got[key].shape == want[key].shape, key
+        assert torch.equal(bits(got[key]), bits(want[key])), key
 
 
 def full_state(model: nn.Module) -> dict[str, Any]:

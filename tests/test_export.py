@@ -20,7 +20,7 @@ from sparsegui.core.errors import ExportError
 from sparsegui.core.export import writers
 from sparsegui.core.h5format import read_tensor
 from sparsegui.core.loading import LoadOptions, load_model
-from tests.helpers import bits
+from tests.helpers import assert_same_tensors
 
 EXTS = ["pt", "safetensors", "h5"]
 ARCHS: dict[str, type[nn.Module]] = {"lenet": LeNet, "resnet": TinyResNet, "transformer": TinyTransformer}
@@ -66,14 +66,6 @@ def removed_state(model: nn.Module) -> dict[str, torch.Tensor]:
     return state
 
 
-def assert_same_values(got: dict[str, torch.Tensor], want: dict[str, torch.Tensor]) -> None:
-    assert set(got) == set(want)
-    for key in want:
-        assert got[key].dtype == want[key].dtype, key
-        assert got[key].shape == want[key].shape, key
-        assert torch.equal(bits(got[key]), bits(want[key])), key
-
-
 def read_raw(path: Path) -> dict[str, torch.Tensor]:
     """A written file's tensors in the order it records, read without SparseGUI's loaders."""
     if path.suffix == ".pt":
@@ -109,10 +101,10 @@ def test_clean_export_round_trip(tmp_path: Path, name: str, ext: str) -> None:
     expected = removed_state(doc.model)
     raw = read_raw(path)
     assert list(raw) == source_order
-    assert_same_values(raw, expected)
+    assert_same_tensors(raw, expected, ordered=False)
     loaded = load_model(path)
     assert loaded.source.key_order == source_order
-    assert_same_values(loaded.model.state_dict(), expected)
+    assert_same_tensors(loaded.model.state_dict(), expected, ordered=False)
     assert not any(k.endswith(("_orig", "_mask")) for k in raw)
 
 
@@ -185,11 +177,11 @@ def test_export_of_training_checkpoint_holds_only_chosen_state_dict(tmp_path: Pa
                tmp_path / "ck.pt")
     doc = Document.open(tmp_path / "ck.pt")
     doc.export(tmp_path / "model.pt")
-    assert_same_values(torch.load(tmp_path / "model.pt", weights_only=True), model.state_dict())
+    assert_same_tensors(torch.load(tmp_path / "model.pt", weights_only=True), model.state_dict(), ordered=False)
     assert list(torch.load(tmp_path / "model.pt", weights_only=True)) == list(model.state_dict())
     ema_doc = Document.open(tmp_path / "ck.pt", LoadOptions(key="ema"))
     ema_doc.export(tmp_path / "ema.pt")
-    assert_same_values(torch.load(tmp_path / "ema.pt", weights_only=True), ema)
+    assert_same_tensors(torch.load(tmp_path / "ema.pt", weights_only=True), ema, ordered=False)
 
 
 def test_export_marks_history_clean(tmp_path: Path) -> None:
@@ -212,7 +204,7 @@ def test_keep_masks_export_matches_pruned_state_dict(tmp_path: Path, ext: str) -
     source_order = list(build_demo("lenet").state_dict())
     raw = read_raw(tmp_path / f"masked.{ext}")
     assert list(raw) == with_masks_order(source_order, pruned_names(doc.model))
-    assert_same_values(raw, own)
+    assert_same_tensors(raw, own, ordered=False)
     if ext == "h5":
         with h5py.File(tmp_path / "masked.h5") as h5:
             assert h5.attrs["contents"] == "state_dict+masks"
@@ -227,13 +219,13 @@ def test_keep_masks_export_reopens_pruned(tmp_path: Path, ext: str) -> None:
     doc.export(tmp_path / f"masked.{ext}", keep_masks=True)
     reopened = Document.open(tmp_path / f"masked.{ext}", LoadOptions(arch="sparsegui.core.demos:lenet"))
     assert sorted(pruned_names(reopened.model)) == sorted(pruned_names(doc.model))
-    assert_same_values(reopened.model.state_dict(), doc.model.state_dict())
+    assert_same_tensors(reopened.model.state_dict(), doc.model.state_dict(), ordered=False)
     x = demo_example_input("lenet")
     with torch.no_grad():
         assert torch.equal(reopened.model(x), doc.model(x))
     rebuilt = load_model(tmp_path / f"masked.{ext}").model
-    assert_same_values(rebuilt.state_dict(), doc.model.state_dict())
-    assert_same_values(removed_state(rebuilt), removed_state(doc.model))
+    assert_same_tensors(rebuilt.state_dict(), doc.model.state_dict(), ordered=False)
+    assert_same_tensors(removed_state(rebuilt), removed_state(doc.model), ordered=False)
 
 
 # -- masks alone ---------------------------------------------------------------------------------------------------
@@ -317,10 +309,10 @@ def test_half_dtypes_survive_every_format(tmp_path: Path, dtype: torch.dtype, ex
     doc.export(tmp_path / f"clean.{ext}")
     clean = load_model(tmp_path / f"clean.{ext}").model.state_dict()
     assert {t.dtype for t in clean.values()} == {dtype}
-    assert_same_values(clean, removed_state(doc.model))
+    assert_same_tensors(clean, removed_state(doc.model), ordered=False)
     doc.export(tmp_path / f"masked.{ext}", keep_masks=True)
     masked = load_model(tmp_path / f"masked.{ext}").model
-    assert_same_values(masked.state_dict(), doc.model.state_dict())
+    assert_same_tensors(masked.state_dict(), doc.model.state_dict(), ordered=False)
     assert masked.conv1.weight.dtype == dtype
 
 
@@ -431,7 +423,7 @@ def test_export_replaces_target_keeping_its_permissions(tmp_path: Path) -> None:
     doc = pruned_doc()
     doc.export(target)
     assert target.stat().st_mode & 0o777 == 0o640
-    assert_same_values(torch.load(target, weights_only=True), removed_state(doc.model))
+    assert_same_tensors(torch.load(target, weights_only=True), removed_state(doc.model), ordered=False)
     assert os.listdir(tmp_path) == [target.name]
 
 

@@ -7,7 +7,6 @@ import os
 import random
 import sys
 import zipfile
-from collections.abc import Mapping
 from pathlib import Path
 
 import h5py
@@ -23,7 +22,7 @@ from sparsegui.core.document import Document
 from sparsegui.core.errors import LoadError, TrustRequired
 from sparsegui.core.loading import LoadOptions, load_model
 from sparsegui.core.loading.rebuild import InferredModule
-from tests.helpers import bits
+from tests.helpers import assert_same_tensors, bits
 
 LENET_PARAMS = sum(p.numel() for p in LeNet().parameters())
 
@@ -32,13 +31,6 @@ def lenet_state() -> dict[str, torch.Tensor]:
     return build_demo("lenet").state_dict()
 
 
-def assert_same_tensors(got: Mapping[str, torch.Tensor], want: Mapping[str, torch.Tensor]) -> None:
-    """Same keys in the same order, same dtypes and shapes, same bytes."""
-    assert list(got) == list(want)
-    for key in want:
-        assert got[key].dtype == want[key].dtype, key
-        assert got[key].shape == want[key].shape, key
-        assert torch.equal(bits(got[key]), bits(want[key])), key
 
 
 def kinds(model: nn.Module) -> dict[str, str]:

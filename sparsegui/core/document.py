@@ -39,6 +39,13 @@ def _where(refs: Sequence[TensorRef]) -> str:
     return refs[0].qualname if len(refs) == 1 else f"{len(refs)} tensors"
 
 
+def _move_module(module: nn.Module, device: torch.device) -> None:
+    """Move ``module``'s own tensors, then recompute each pruned ``X`` there from ``X_orig`` and ``X_mask``."""
+    _move_own_tensors(module, device)
+    for name, hook in pruning_hooks(module).items():
+        setattr(module, name, hook.apply_mask(module))
+
+
 def _move_own_tensors(module: nn.Module, device: torch.device) -> None:
     """``module.to(device)`` without its children: parameters keep their identity (their ``.data`` moves), as with
     ``nn.Module.to``."""
@@ -246,14 +253,10 @@ class Document:
             for index, module in enumerate(modules):
                 check(cancel)
                 report(progress, index / len(modules), f"moving to {target}")
-                _move_own_tensors(module, target)
-                for name, hook in pruning_hooks(module).items():
-                    setattr(module, name, hook.apply_mask(module))
+                _move_module(module, target)
         except BaseException:
             for module in modules:
-                _move_own_tensors(module, previous)
-                for name, hook in pruning_hooks(module).items():
-                    setattr(module, name, hook.apply_mask(module))
+                _move_module(module, previous)
             raise
         self.device = target
         report(progress, 1.0, f"on {target}")

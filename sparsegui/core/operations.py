@@ -17,9 +17,10 @@ from torch.nn.utils import prune
 from sparsegui.core import fastprune
 from sparsegui.core.amounts import check_amount_fits, check_amount_value, check_dim, check_n
 from sparsegui.core.errors import PruneError
+from sparsegui.core.inspection import count_zeros
 from sparsegui.core.methods import GLOBAL_METHODS, MethodSpec
 from sparsegui.core.progress import CancelToken, ProgressCallback, check, report
-from sparsegui.core.pruned import current_mask, pruning_hooks
+from sparsegui.core.pruned import current_mask, held_product, pruning_hooks
 from sparsegui.core.targets import TensorRef
 
 
@@ -107,7 +108,7 @@ def validate_target(module: nn.Module, ref: TensorRef, spec: MethodSpec, kwargs:
             check_amount_fits(kwargs["amount"], tensor.shape[dim], f"channels along dim {dim} of {ref.qualname}")
     elif "amount" in kwargs:
         mask = current_mask(module, ref.tensor)
-        remaining = int(torch.count_nonzero(mask)) if mask is not None else tensor.numel()
+        remaining = mask.numel() - count_zeros(mask.detach()) if mask is not None else tensor.numel()
         what = f"unpruned entries of {ref.qualname}" if mask is not None else f"entries of {ref.qualname}"
         check_amount_fits(kwargs["amount"], remaining, what)
 
@@ -205,22 +206,18 @@ def remove_each(
 
 
 def remove_pruning(module: nn.Module, name: str) -> None:
-    """``prune.remove(module, name)``, without computing ``X_orig * X_mask`` a second time.
-
-    torch recomputes the product in case ``X_orig`` was trained since the last forward; SparseGUI never writes into
-    a tensor in place, so the ``X`` the hook computed when the mask was set is that product already and becomes the
-    parameter's data, as in torch. Anything else (no such attribute, another shape or dtype) goes through torch.
-    """
+    """``prune.remove(module, name)``, without computing ``X_orig * X_mask`` a second time: the ``X`` the hook holds
+    (:func:`~sparsegui.core.pruned.held_product`) becomes the parameter's data, as in torch. Without one, torch's
+    own ``remove`` runs."""
     hook = pruning_hooks(module).get(name)
-    current = module.__dict__.get(name)
+    held = held_product(module, name)
     orig = module._parameters.get(name + "_orig")
-    if hook is None or orig is None or not isinstance(current, torch.Tensor) or current.shape != orig.shape \
-            or current.dtype != orig.dtype or current.device != orig.device:
+    if hook is None or held is None or orig is None:
         prune.remove(module, name)
         return
     key = next(k for k, h in module._forward_pre_hooks.items() if h is hook)
     delattr(module, name)
-    orig.data = current.detach()
+    orig.data = held.detach()
     del module._parameters[name + "_orig"]
     del module._buffers[name + "_mask"]
     setattr(module, name, orig)

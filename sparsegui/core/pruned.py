@@ -40,9 +40,29 @@ def forward_tensor_names(module: nn.Module) -> list[str]:
     return names
 
 
+def held_product(module: nn.Module, name: str) -> torch.Tensor | None:
+    """The ``X`` a pruning hook computed as ``X_orig * X_mask`` and holds as a plain attribute, or None when there is
+    no such attribute matching ``X_orig`` (shape, dtype, device).
+
+    torch recomputes ``X`` on every forward in case ``X_orig`` was trained in place; SparseGUI never writes into a
+    tensor in place, so the held ``X`` is that product already and can be shared instead of computed again.
+    """
+    orig = module._parameters.get(name + "_orig")
+    held = module.__dict__.get(name)
+    if orig is None or not isinstance(held, torch.Tensor):
+        return None
+    if held.shape != orig.shape or held.dtype != orig.dtype or held.device != orig.device:
+        return None
+    return held
+
+
 def effective_tensor(module: nn.Module, name: str) -> torch.Tensor:
-    """The tensor the forward uses: ``X_orig * X_mask`` for a pruned ``X``, else the parameter itself."""
+    """The tensor the forward uses: ``X_orig * X_mask`` for a pruned ``X`` (the one the hook holds, when it does),
+    else the parameter itself."""
     if name in pruning_hooks(module):
+        held = held_product(module, name)
+        if held is not None:
+            return held.detach()
         orig = module._parameters[name + "_orig"]
         mask = module._buffers[name + "_mask"]
         assert orig is not None and mask is not None

@@ -40,13 +40,14 @@ def file_sha256(path: str | Path, chunk: int = 1 << 20, progress: ProgressCallba
                 cancel: CancelToken | None = None) -> str:
     digest = hashlib.sha256()
     size = max(Path(path).stat().st_size, 1)
-    done = 0
+    done = blocks = 0
     with Path(path).open("rb") as handle:
         while block := handle.read(chunk):
             check(cancel)
             digest.update(block)
             done += len(block)
-            if done // (64 * chunk) != (done - len(block)) // (64 * chunk):  # every 64 chunks, not every chunk
+            blocks += 1
+            if blocks % 64 == 0:  # a report every 64 blocks is plenty for a progress bar
                 report(progress, done / size, "computing the SHA-256")
     return digest.hexdigest()
 

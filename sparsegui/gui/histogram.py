@@ -6,12 +6,11 @@ wait for it); a big tensor is sampled evenly (``SAMPLE_LIMIT`` values), its prun
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtWidgets import QApplication, QCheckBox, QHBoxLayout, QLabel, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QCheckBox, QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
 from sparsegui.core.pruned import pruning_hooks
 from sparsegui.core.render import Histogram, magnitude_histogram, tensor_parts
@@ -200,19 +199,3 @@ class WeightHistogram(QWidget):
         if items and items[0].kind in TENSOR_KINDS:
             self.show_tensor(items[0].name)
 
-
-def _preview() -> None:  # pragma: no cover - manual preview
-    from sparsegui.core.document import Document
-
-    app = QApplication.instance() or QApplication(sys.argv)
-    session = Session(Document.demo("lenet"))
-    session.document.prune("l1_unstructured", ["fc1.weight"], amount=0.3)
-    histogram = WeightHistogram(session)
-    session.select([Selection("tensor", "fc1.weight")])
-    histogram.resize(800, 400)
-    histogram.show()
-    app.exec()
-
-
-if __name__ == "__main__":
-    _preview()

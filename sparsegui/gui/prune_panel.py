@@ -37,6 +37,14 @@ from sparsegui.gui.session import Session
 N_CHOICES = ["1", "2", "inf", "-inf", "fro", "nuc"]
 
 
+def _pair(main: QWidget, side: QWidget) -> QHBoxLayout:
+    """A form row: ``main`` takes the width, ``side`` sits at its right."""
+    row = QHBoxLayout()
+    row.addWidget(main, 1)
+    row.addWidget(side)
+    return row
+
+
 class PrunePanel(QWidget):
     """Collects a :class:`PruneRequest`; ``apply_requested`` fires only for settings the core accepts."""
 
@@ -79,24 +87,12 @@ class PrunePanel(QWidget):
 
     def _layout(self) -> None:
         form = QFormLayout()
-        method_row = QHBoxLayout()
-        method_row.addWidget(self.method, 1)
-        method_row.addWidget(self.load_plugin)
-        form.addRow("Method", method_row)
-        amount_row = QHBoxLayout()
-        amount_row.addWidget(self.amount, 1)
-        amount_row.addWidget(self.amount_unit)
-        form.addRow("Amount", amount_row)
+        form.addRow("Method", _pair(self.method, self.load_plugin))
+        form.addRow("Amount", _pair(self.amount, self.amount_unit))
         form.addRow("Norm n", self.n)
         form.addRow("Dim", self.dim)
-        seed_row = QHBoxLayout()
-        seed_row.addWidget(self.seed, 1)
-        seed_row.addWidget(self.random_seed)
-        form.addRow("Seed", seed_row)
-        mask_row = QHBoxLayout()
-        mask_row.addWidget(self.mask_path, 1)
-        mask_row.addWidget(self.mask_browse)
-        form.addRow("Mask", mask_row)
+        form.addRow("Seed", _pair(self.seed, self.random_seed))
+        form.addRow("Mask", _pair(self.mask_path, self.mask_browse))
         self.form = form
         scope = QVBoxLayout()
         scope.addWidget(self.scope_selected)

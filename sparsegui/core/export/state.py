@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from sparsegui.core.pruned import pruning_hooks
+from sparsegui.core.pruned import effective_tensor, pruning_hooks
 
 
 def pruned_tensor_names(model: nn.Module) -> set[str]:
@@ -25,16 +25,6 @@ def _pruned_tensors(model: nn.Module) -> dict[str, tuple[nn.Module, str]]:
         for tensor in pruning_hooks(module):
             found[f"{module_name}.{tensor}" if module_name else tensor] = (module, tensor)
     return found
-
-
-def _permanent(module: nn.Module, name: str, orig: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """What ``prune.remove`` would leave: ``orig * mask``. The pruning hook already holds it as the attribute
-    ``name`` (recomputed on every forward from the same two tensors), so it is shared rather than computed again."""
-    current = module.__dict__.get(name)
-    if isinstance(current, torch.Tensor) and current.shape == orig.shape and current.dtype == orig.dtype \
-            and current.device == orig.device:
-        return current.detach()
-    return orig * mask
 
 
 def _ordered(state: dict[str, torch.Tensor], key_order: Sequence[str], prefix: str) -> dict[str, torch.Tensor]:
@@ -51,7 +41,7 @@ def clean_state_dict(model: nn.Module, key_order: Sequence[str] = (), prefix: st
     for key, tensor in raw.items():
         if key.endswith("_orig") and key[: -len("_orig")] in pruned:
             base = key[: -len("_orig")]
-            clean[base] = _permanent(*pruned[base], tensor, raw[base + "_mask"])
+            clean[base] = effective_tensor(*pruned[base])  # what prune.remove would leave, shared, not copied
         elif key.endswith("_mask") and key[: -len("_mask")] in pruned:
             continue
         else:
