@@ -17,7 +17,7 @@ from torch import nn
 from sparsegui.core.demos import LeNet, TinyResNet, TinyTransformer, build_demo, demo_example_input
 from sparsegui.core.document import Document
 from sparsegui.core.errors import ExportError
-from sparsegui.core.export import writers
+from sparsegui.core.export import safetensors_out, writers
 from sparsegui.core.h5format import read_tensor
 from sparsegui.core.loading import LoadOptions, load_model
 from tests.helpers import assert_same_tensors
@@ -327,16 +327,8 @@ def _failing_torch_save(exc: BaseException) -> Callable[..., None]:
     return save
 
 
-def _failing_save_file(exc: BaseException) -> Callable[..., None]:
-    def save_file(tensors: object, filename: str, metadata: object = None) -> None:
-        Path(filename).write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{partial")
-        raise exc
-
-    return save_file
-
-
-def _failing_write_tensor(exc: BaseException) -> Callable[..., object]:
-    real = writers.write_tensor
+def _failing_write_tensor(exc: BaseException, real: Callable[..., object]) -> Callable[..., object]:
+    """``real`` (a per-tensor writer), failing at the third tensor: midway through the file."""
     calls = {"n": 0}
 
     def write_tensor(*args: object, **kwargs: object) -> object:
@@ -352,9 +344,10 @@ def break_writer(monkeypatch: pytest.MonkeyPatch, ext: str, exc: BaseException) 
     if ext == "pt":
         monkeypatch.setattr(torch, "save", _failing_torch_save(exc))
     elif ext == "safetensors":
-        monkeypatch.setattr(writers, "save_file", _failing_save_file(exc))
+        monkeypatch.setattr(safetensors_out, "write_tensor_bytes",
+                            _failing_write_tensor(exc, safetensors_out.write_tensor_bytes))
     else:
-        monkeypatch.setattr(writers, "write_tensor", _failing_write_tensor(exc))
+        monkeypatch.setattr(writers, "write_tensor", _failing_write_tensor(exc, writers.write_tensor))
 
 
 @pytest.mark.parametrize("ext", EXTS)

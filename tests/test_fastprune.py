@@ -259,7 +259,9 @@ def test_default_steps_on_a_large_tensor(monkeypatch: pytest.MonkeyPatch) -> Non
 
 @pytest.mark.parametrize("how", ["l1", "random", "ln", "container", "global"])
 def test_remove_matches_prune_remove(how: str) -> None:
-    from sparsegui.core.operations import remove_pruning
+    """A document opened on a model pruned in torch's form, then ``remove``: exactly ``prune.remove``."""
+    from sparsegui.core.document import Document
+    from sparsegui.core.loading import LoadedModel, SourceInfo
 
     fast, slow = net(), net()
     for model in (fast, slow):
@@ -275,8 +277,10 @@ def test_remove_matches_prune_remove(how: str) -> None:
         if how == "global":
             prune.global_unstructured(pairs, pruning_method=prune.L1Unstructured, amount=0.4)
     params = [m._parameters["weight_orig"] for m, _ in model_pairs(fast)]
+    doc = Document(LoadedModel(fast, SourceInfo(format="demo")))
+    doc.remove(["*.weight"])
+    assert doc.model is fast
     for (a, name), (b, _) in zip(model_pairs(fast), model_pairs(slow), strict=True):
-        remove_pruning(a, name)
         prune.remove(b, name)
         assert list(a._parameters) == list(b._parameters) and list(a._buffers) == list(b._buffers)
         assert not a._forward_pre_hooks and "weight" not in a.__dict__

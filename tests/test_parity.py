@@ -18,9 +18,10 @@ import torch
 from torch import nn
 from torch.nn.utils import prune
 
-from sparsegui.core.demos import demo_example_input
+from sparsegui.core.demos import build_demo, demo_example_input
 from sparsegui.core.document import Document
 from sparsegui.core.errors import PruneError
+from sparsegui.core.loading import LoadedModel, SourceInfo
 from sparsegui.plugins.foobar import FooBarPruningMethod
 from tests.helpers import assert_same_state, full_state
 
@@ -375,9 +376,16 @@ def make_non_contiguous(module: nn.Module, name: str) -> torch.Tensor:
     return values
 
 
-def test_non_contiguous_parameter_is_pruned_like_a_contiguous_one(doc: Document) -> None:
+def document_of(model: nn.Module) -> Document:
+    """A document opened on ``model`` as it is (the document captures a model's tensors when it opens it)."""
+    return Document(LoadedModel(model, SourceInfo(format="demo", demo="lenet", key_order=list(model.state_dict()))))
+
+
+def test_non_contiguous_parameter_is_pruned_like_a_contiguous_one() -> None:
     """torch's l1_unstructured rejects a non-contiguous weight; the Document prunes it as torch would a copy."""
-    make_non_contiguous(doc.model.fc2, "weight")
+    model = build_demo("lenet")
+    make_non_contiguous(model.fc2, "weight")
+    doc = document_of(model)
     raw = copy.deepcopy(doc.model)
     assert not raw.fc2.weight.is_contiguous()
     with pytest.raises(RuntimeError):
@@ -400,9 +408,11 @@ def test_non_contiguous_parameter_is_pruned_like_a_contiguous_one(doc: Document)
     assert doc.model.fc2.weight is original and original.stride() == original_stride
 
 
-def test_non_contiguous_parameter_in_global_pruning(doc: Document) -> None:
+def test_non_contiguous_parameter_in_global_pruning() -> None:
     """torch's global_unstructured rejects a non-contiguous weight; the Document matches torch on a copy."""
-    make_non_contiguous(doc.model.fc1, "weight")
+    model = build_demo("lenet")
+    make_non_contiguous(model.fc1, "weight")
+    doc = document_of(model)
     raw = copy.deepcopy(doc.model)
     with pytest.raises(RuntimeError):
         prune.global_unstructured([(raw.fc1, "weight"), (raw.fc2, "weight")], prune.L1Unstructured, amount=0.3)
@@ -422,7 +432,7 @@ def test_checkpoint_with_non_contiguous_pruned_tensors(tmp_path: Path) -> None:
     path = tmp_path / "pruned.pt"
     torch.save(source.state_dict(), path)
     doc = Document.open(path)
-    assert not doc.modules()["fc2"].weight_mask.is_contiguous()
+    assert torch.equal(doc.modules()["fc2"].weight_mask, source.fc2.weight_mask)  # the saved (non-contiguous) mask
 
     reference = copy.deepcopy(doc.model)
     fc2 = reference.fc2

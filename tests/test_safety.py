@@ -79,17 +79,22 @@ def test_old_torch_refused_by_core_and_cli(monkeypatch, capsys, tmp_path) -> Non
 
 
 def test_nan_and_inf_are_reported(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    """Tensors holding NaN/Inf are named in the source warnings and counted per tensor."""
+    """Tensors holding NaN/Inf are named in the source warnings once counted, and counted per tensor; opening
+    alone reads no tensor."""
+    from sparsegui.core.document import Document
+    from sparsegui.core.inspection import inspect_model
+
     path = tmp_path / "m.pt"
     weight = torch.ones(3, 4)
     weight[0, 0] = float("nan")
     weight[1, 1] = float("inf")
     torch.save({"fc.weight": weight, "fc.bias": torch.zeros(3)}, path)
-    loaded = load_model(path)
-    assert any("fc.weight (2)" in w for w in loaded.source.warnings)
-    from sparsegui.core.inspection import inspect_model
-
-    assert inspect_model(loaded.model).tensor("fc.weight").nonfinite == 2
+    doc = Document.open(path)
+    assert not doc.source.warnings and doc.state.tensors["fc.weight"].scanned is None
+    doc.scan()
+    assert any("fc.weight (2)" in w for w in doc.source.warnings)
+    assert doc.report().tensor("fc.weight").nonfinite == 2
+    assert inspect_model(load_model(path).model).tensor("fc.weight").nonfinite == 2
 
 
 def test_sha256_of_the_source_file(tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -102,7 +107,8 @@ def test_sha256_of_the_source_file(tmp_path) -> None:  # type: ignore[no-untyped
 
 
 def test_open_and_export_report_progress_and_cancel(tmp_path: Path) -> None:
-    """Opening (NaN scan, SHA-256) and exporting report progress; a cancel before the rename keeps the old file."""
+    """Opening, counting (NaN scan), the SHA-256 and exporting report progress; a cancel before the rename keeps the
+    old file."""
     from sparsegui.core.document import Document
     from sparsegui.core.errors import Cancelled
     from sparsegui.core.progress import CancelToken
@@ -111,9 +117,13 @@ def test_open_and_export_report_progress_and_cancel(tmp_path: Path) -> None:
     Document.demo("lenet").export(source)
     steps: list[tuple[float, str]] = []
     doc = Document.open(source, progress=lambda f, text: steps.append((f, text)))
-    assert steps[0][1] == "reading lenet.pt" and any("NaN" in text for _, text in steps)
-    fractions = [f for f, _ in steps]
-    assert fractions == sorted(fractions) and all(0.0 <= f <= 1.0 for f in fractions)
+    assert steps[0][1] == "reading lenet.pt"
+    counting: list[tuple[float, str]] = []
+    doc.scan(progress=lambda f, text: counting.append((f, text)))
+    assert any("counting zeros" in text for _, text in counting)
+    for reported in (steps, counting):
+        fractions = [f for f, _ in reported]
+        assert fractions == sorted(fractions) and all(0.0 <= f <= 1.0 for f in fractions)
     token = CancelToken()
     token.cancel()
     with pytest.raises(Cancelled):
@@ -141,8 +151,8 @@ def test_open_and_export_report_progress_and_cancel(tmp_path: Path) -> None:
 
 
 def test_device_move_reports_progress_and_rolls_back(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Moving goes module by module with progress; a failure midway (out of memory) puts every tensor back, pruned
-    tensors recomputed, the model working as before."""
+    """Moving goes tensor by tensor with progress; a failure midway (out of memory) puts every tensor back, the
+    model working as before."""
     from sparsegui.core import document as document_module
     from sparsegui.core.document import Document
     from tests.helpers import assert_same_state, full_state
@@ -152,20 +162,20 @@ def test_device_move_reports_progress_and_rolls_back(monkeypatch: pytest.MonkeyP
     before = full_state(doc.model)
     steps: list[float] = []
     assert doc.move_to("cpu", progress=lambda f, _text: steps.append(f)).type == "cpu"
-    assert steps[0] == 0.0 and steps[-1] == 1.0 and len(steps) == len(list(doc.model.modules())) + 1
-    moved: list[torch.nn.Module] = []
-    real = document_module._move_own_tensors
+    assert steps[0] == 0.0 and steps[-1] == 1.0 and len(steps) == len(doc.tensor_names()) + 1
+    moved: list[torch.Tensor] = []
+    real = document_module._to_device
 
-    def failing(module: torch.nn.Module, device: torch.device) -> None:
+    def failing(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
         if len(moved) == 4:
             raise torch.OutOfMemoryError("simulated: no memory left on the device")
-        moved.append(module)
-        real(module, device)
+        moved.append(tensor)
+        return tensor.clone()  # a new tensor, as a real move makes
 
-    monkeypatch.setattr(document_module, "_move_own_tensors", failing)
+    monkeypatch.setattr(document_module, "_to_device", failing)
     with pytest.raises(torch.OutOfMemoryError):
         doc.move_to("cpu")
-    monkeypatch.setattr(document_module, "_move_own_tensors", real)
+    monkeypatch.setattr(document_module, "_to_device", real)
     assert_same_state(full_state(doc.model), before)
     assert doc.device.type == "cpu"
 

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import math
 import numbers
-
-import torch
+from collections.abc import Sequence
 
 from sparsegui.core.errors import PruneError
 
@@ -45,12 +44,13 @@ def check_amount_fits(amount: Amount, size: int, what: str) -> None:
         raise PruneError(f"amount={amount} is more than the {size} {what}")
 
 
-def check_dim(dim: object, tensor: torch.Tensor, name: str) -> int:
+def check_dim(dim: object, shape: Sequence[int], name: str) -> int:
+    """A ``dim`` that exists on a tensor of ``shape`` (negative counts from the end)."""
     if isinstance(dim, bool) or not isinstance(dim, numbers.Integral):
         raise PruneError(f"dim={dim!r} must be an integer")
-    ndim = tensor.dim()
+    ndim = len(shape)
     if ndim == 0 or not -ndim <= int(dim) < ndim:
-        raise PruneError(f"dim={dim} does not exist on {name} of shape {list(tensor.shape)}")
+        raise PruneError(f"dim={dim} does not exist on {name} of shape {list(shape)}")
     return int(dim)
 
 

@@ -1,14 +1,20 @@
 """An open model and everything done to it: the one object the CLI, the GUI and scripts drive.
 
-Every operation validates first, snapshots the modules it touches, mutates through ``torch.nn.utils.prune`` and
-pushes an undoable :class:`~sparsegui.core.history.Command`; if anything fails or is cancelled midway, the
-snapshot is restored and the model is exactly as it was.
+The document keeps the model's structure (captured once when opened) and its pruning state as immutable values
+(:mod:`sparsegui.core.state`). An operation is computed first (:meth:`Document.plan`: validates, works out every
+new mask, changes nothing — safe in a worker thread) and applied after (:meth:`Document.commit`: swaps the state
+and records the step, in time proportional to the number of tensors). Undo and redo swap states back.
+
+:attr:`Document.model` hands out the ``nn.Module`` in exactly the form ``torch.nn.utils.prune`` would have left
+it (``X_orig``, ``X_mask``, hooks, ``X``); from then on the document keeps that module in step after every
+change, as torch would (at torch's memory cost). The app and the command line never ask for it: they read the
+state, which costs 1 bit per entry for each mask and nothing for the original tensors (memory-mapped).
 """
 
 from __future__ import annotations
 
-import secrets
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -17,66 +23,58 @@ from torch import nn
 
 from sparsegui.core import operations as ops
 from sparsegui.core.devices import parse_device
-from sparsegui.core.errors import Cancelled, LoadError, PruneError, SparseGUIError
+from sparsegui.core.errors import Cancelled, PruneError, SparseGUIError
 from sparsegui.core.history import Command, History
-from sparsegui.core.inspection import ModelReport, inspect_model
 from sparsegui.core.loading import LoadedModel, LoadOptions, load_demo, load_model
-from sparsegui.core.loading.masks import load_masks
-from sparsegui.core.methods import resolve_method
 from sparsegui.core.progress import CancelToken, ProgressCallback, check, report
-from sparsegui.core.pruned import pruning_hooks
-from sparsegui.core.snapshot import Snapshot
-from sparsegui.core.targets import TensorRef, resolve_targets
+from sparsegui.core.state import ModelState, Original, TensorState
+from sparsegui.core.steps import GlobalStep, PruneStep, RemoveStep, Step
+from sparsegui.core.structure import ModelStructure
+from sparsegui.core.targets import TensorRef, model_order, resolve_targets
+from sparsegui.core.torchform import dereparametrize, materialize_module
 
 
-def _amount_text(amount: object) -> str:
-    if isinstance(amount, float):
-        return f"{amount * 100:g}%"
-    return f"{amount}" if amount is not None else ""
+NONFINITE_PREFIX = "NaN/Inf: "
 
 
-def _where(refs: Sequence[TensorRef]) -> str:
-    return refs[0].qualname if len(refs) == 1 else f"{len(refs)} tensors"
+def nonfinite_warning(bad: Sequence[str], limit: int = 5) -> str | None:
+    """A one-line warning naming the tensors that hold NaN or Inf, or None."""
+    if not bad:
+        return None
+    shown = ", ".join(bad[:limit]) + ("…" if len(bad) > limit else "")
+    return f"{NONFINITE_PREFIX}{len(bad)} tensor(s) hold NaN or Inf values: {shown}"
 
 
-def _move_module(module: nn.Module, device: torch.device) -> None:
-    """Move ``module``'s own tensors, then recompute each pruned ``X`` there from ``X_orig`` and ``X_mask``."""
-    _move_own_tensors(module, device)
-    for name, hook in pruning_hooks(module).items():
-        setattr(module, name, hook.apply_mask(module))
+def _to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
+    return tensor if tensor.device == device else tensor.to(device)
 
 
-def _move_own_tensors(module: nn.Module, device: torch.device) -> None:
-    """``module.to(device)`` without its children: parameters keep their identity (their ``.data`` moves), as with
-    ``nn.Module.to``."""
-    for param in module._parameters.values():
-        if param is not None and param.device != device:
-            param.data = param.data.to(device)
-            if param.grad is not None:
-                param.grad.data = param.grad.data.to(device)
-    for key, buffer in module._buffers.items():
-        if buffer is not None and buffer.device != device:
-            module._buffers[key] = buffer.to(device)
+class StaleChange(SparseGUIError):
+    """A change was computed from a state that is no longer current (something else changed the model)."""
 
 
 class Document:
-    """A model, where it came from, and its undo history."""
+    """A model, where it came from, its pruning state and its undo history."""
 
     def __init__(self, loaded: LoadedModel) -> None:
-        self.model: nn.Module = loaded.model
+        self._module = loaded.model
         self.source = loaded.source
-        self.history = History()
-        first = next(iter(self.model.parameters()), None)
-        self.device: torch.device = first.device if first is not None else torch.device("cpu")
+        prunings, layouts = dereparametrize(self._module)
+        self.structure = ModelStructure(self._module)
+        tensors = self.structure.initial_states()
+        for (path, local), pruning in prunings.items():
+            name = self.structure.slots[(path, local)]
+            tensors[name] = TensorState(tensors[name].values, pruning)
+        self.history = History(ModelState(tensors, layouts))
+        first = next(iter(self.structure.tensors.values()), None)
+        self.device: torch.device = first.param.device if first is not None else torch.device("cpu")
+        self._handed_out = False  # whether `model` was asked for: then it is kept in torch's form
+        self._torch_form: ModelState | None = None  # the state the handed-out module shows
+        self._serial = 0
 
     @classmethod
-    def open(
-        cls,
-        path: str | Path,
-        options: LoadOptions | None = None,
-        progress: ProgressCallback | None = None,
-        cancel: CancelToken | None = None,
-    ) -> Document:
+    def open(cls, path: str | Path, options: LoadOptions | None = None, progress: ProgressCallback | None = None,
+             cancel: CancelToken | None = None) -> Document:
         return cls(load_model(path, options, progress, cancel))
 
     @classmethod
@@ -84,206 +82,226 @@ class Document:
         return cls(load_demo(name))
 
     # -- looking -----------------------------------------------------------------------------------------------
-    def report(self) -> ModelReport:
-        return inspect_model(self.model, self.source.to_json())
+    @property
+    def state(self) -> ModelState:
+        """The current pruning state (immutable: read it from any thread)."""
+        return self.history.state
+
+    @property
+    def model(self) -> nn.Module:
+        """The model as ``torch.nn.utils.prune`` would have left it. Handing it out keeps it in step from now on."""
+        self._handed_out = True
+        self._sync()
+        return self._module
 
     def modules(self) -> dict[str, nn.Module]:
+        """``dict(model.named_modules())`` of the handed-out model (see :attr:`model`)."""
         return dict(self.model.named_modules())
 
-    def resolve(
-        self, targets: Sequence[str], types: Sequence[str] | None = None, *, pruned_only: bool = False
-    ) -> list[TensorRef]:
-        return resolve_targets(self.model, targets, types, pruned_only=pruned_only)
+    def tensor_names(self) -> list[str]:
+        """Canonical names of the prunable tensors, in model order."""
+        return model_order(self.structure, self.state)
+
+    def report(self) -> Any:
+        from sparsegui.core.inspection import inspect_document
+
+        return inspect_document(self)
+
+    def scan(self, names: Sequence[str] | None = None, progress: ProgressCallback | None = None,
+             cancel: CancelToken | None = None) -> None:
+        """Count zeros and NaN/Inf of the tensors not counted yet (all by default; read-only, any thread), then name
+        the tensors holding NaN or Inf in the source's warnings."""
+        from sparsegui.core.stats import count_all
+
+        state = self.state
+        count_all(state, self.tensor_names() if names is None else names, progress, cancel)
+        bad = [f"{name} ({ts.scanned.nonfinite})" for name, ts in state.tensors.items()
+               if ts.scanned is not None and ts.scanned.nonfinite]
+        warning = nonfinite_warning(bad)
+        self.source.warnings = [w for w in self.source.warnings if not w.startswith(NONFINITE_PREFIX)]
+        if warning:
+            self.source.warnings.append(warning)
+
+    def resolve(self, targets: Sequence[str], types: Sequence[str] | None = None, *,
+                pruned_only: bool = False) -> list[TensorRef]:
+        """The tensors ``targets`` (names or glob patterns) and ``types`` name, in model order."""
+        names = resolve_targets(self.structure, self.state, targets, types, pruned_only=pruned_only)
+        return [TensorRef.parse(name) for name in names]
 
     @property
     def modified(self) -> bool:
         return self.history.modified
 
     # -- changing ----------------------------------------------------------------------------------------------
-    def _run(
-        self, label: str, step: dict[str, Any], refs: Sequence[TensorRef], action: Callable[[], None]
-    ) -> Command:
-        modules = self.modules()
-        touched = [modules[name] for name in dict.fromkeys(r.module for r in refs)]
-        before = Snapshot(touched)
-        try:
-            action()
-        except BaseException as exc:
-            before.restore()
-            if isinstance(exc, SparseGUIError):
-                raise
-            if isinstance(exc, Exception):
-                raise PruneError(f"{label} failed and was rolled back ({type(exc).__name__}: {exc})") from exc
-            raise
-        command = Command(label, step, before, Snapshot(touched))
+    def plan(self, step: Step, *, masks: ops.MaskSource = None, base_dir: Path | None = None,
+             progress: ProgressCallback | None = None, cancel: CancelToken | None = None) -> ops.Change:
+        """Work ``step`` out against the current state without changing anything (any thread)."""
+        state = self.state
+        if isinstance(step, PruneStep):
+            return ops.plan_prune(self.structure, state, step, masks, base_dir, self.device, progress, cancel)
+        if isinstance(step, GlobalStep):
+            return ops.plan_global(self.structure, state, step, self.device, progress, cancel)
+        return ops.plan_remove(self.structure, state, step, progress, cancel)
+
+    def commit(self, change: ops.Change) -> Command:
+        """Apply a planned change (refused if the model changed since it was planned) and record it."""
+        if change.base is not self.state:
+            raise StaleChange(f"{change.label}: the model changed while it was being computed; nothing was applied")
+        self._serial += 1
+        after = change.base.with_changes(change.tensors, change.layouts, self._serial)
+        command = Command(change.step, change.base, after, change.touched)
         self.history.push(command)
+        self._sync()
         return command
 
-    def prune(
-        self,
-        method: str,
-        targets: Sequence[str],
-        *,
-        types: Sequence[str] | None = None,
-        amount: object = None,
-        n: object = None,
-        dim: object = None,
-        seed: int | None = None,
-        params: Mapping[str, Any] | None = None,
-        mask: str | Path | Mapping[str, torch.Tensor] | torch.Tensor | None = None,
-        base_dir: Path | None = None,
-        progress: ProgressCallback | None = None,
-        cancel: CancelToken | None = None,
-    ) -> Command:
-        """Prune each target tensor with ``method`` (a name from :mod:`sparsegui.core.methods`).
+    def apply(self, step: Step, *, masks: ops.MaskSource = None, base_dir: Path | None = None,
+              progress: ProgressCallback | None = None, cancel: CancelToken | None = None) -> Command:
+        return self.commit(self.plan(step, masks=masks, base_dir=base_dir, progress=progress, cancel=cancel))
 
-        Modifies the model in place, as torch does: each target ``X`` gets ``X_orig``, ``X_mask`` and a forward-pre
-        hook (a ``PruningContainer`` when pruned again). Nothing changes unless every target validates.
-        """
-        spec = resolve_method(method, base_dir)
-        kwargs = ops.prune_settings(spec, amount, n, dim, params)
-        refs = self.resolve(targets, types)
-        modules = self.modules()
-        for ref in refs:
-            ops.validate_target(modules[ref.module], ref, spec, kwargs)
-        masks: dict[str, torch.Tensor] | None = None
-        step: dict[str, Any] = {"op": "prune", "method": spec.name, "targets": [r.qualname for r in refs]}
-        step.update({k: v for k, v in kwargs.items()})
-        if spec.takes_mask:
-            masks = self._masks_for(refs, mask, base_dir)
-            ops.validate_masks(modules, refs, masks)
-            if isinstance(mask, (str, Path)):
-                step["mask"] = str(Path(mask).resolve() if base_dir is None else (base_dir / mask).resolve())
-        elif mask is not None:
-            raise PruneError(f"{spec.name} takes no mask")
-        if spec.random or spec.origin != "torch":
-            seed = secrets.randbelow(2**31) if seed is None else seed
-            step["seed"] = seed
-        label = f"{spec.name.rsplit(':', 1)[-1]} {_amount_text(kwargs.get('amount'))} on {_where(refs)}"
+    def prune(self, method: str, targets: Sequence[str], *, types: Sequence[str] | None = None,
+              amount: object = None, n: object = None, dim: object = None, seed: int | None = None,
+              params: Mapping[str, Any] | None = None,
+              mask: str | Path | Mapping[str, torch.Tensor] | torch.Tensor | None = None,
+              base_dir: Path | None = None, progress: ProgressCallback | None = None,
+              cancel: CancelToken | None = None) -> Command:
+        """Prune each target tensor with ``method`` (a name from :mod:`sparsegui.core.methods`), as torch's
+        functional API does: each target ``X`` gets ``X_orig``, ``X_mask`` and a forward-pre hook (a
+        ``PruningContainer`` when pruned again). Nothing changes unless every target validates."""
+        path = str(mask) if isinstance(mask, (str, Path)) else None
+        step = PruneStep(method, tuple(targets), tuple(types or ()), amount, n, dim, seed, dict(params or {}), path)  # type: ignore[arg-type]
+        given = None if path is not None else mask
+        return self.apply(step, masks=given, base_dir=base_dir, progress=progress, cancel=cancel)
 
-        def action() -> None:
-            with ops.seeded(seed, self.device):
-                ops.prune_each(modules, refs, spec, kwargs, masks, progress, cancel)
-
-        return self._run(" ".join(label.split()), step, refs, action)
-
-    def _masks_for(
-        self,
-        refs: Sequence[TensorRef],
-        mask: str | Path | Mapping[str, torch.Tensor] | torch.Tensor | None,
-        base_dir: Path | None,
-    ) -> dict[str, torch.Tensor]:
-        if mask is None:
-            raise PruneError("custom_from_mask needs a mask (a file or a tensor)")
-        if isinstance(mask, (str, Path)):
-            path = Path(mask) if base_dir is None else base_dir / mask
-            try:
-                loaded = load_masks(path)
-            except LoadError as exc:
-                raise PruneError(str(exc)) from exc
-        elif isinstance(mask, torch.Tensor):
-            loaded = {"": mask}
-        else:
-            loaded = dict(mask)
-        if set(loaded) == {""}:
-            if len(refs) != 1:
-                raise PruneError("a single mask tensor can only prune one target; use a dict keyed by tensor name")
-            loaded = {refs[0].qualname: loaded[""]}
-        return loaded
-
-    def global_prune(
-        self,
-        method: str,
-        targets: Sequence[str],
-        amount: object,
-        *,
-        types: Sequence[str] | None = None,
-        seed: int | None = None,
-        progress: ProgressCallback | None = None,
-        cancel: CancelToken | None = None,
-    ) -> Command:
+    def global_prune(self, method: str, targets: Sequence[str], amount: object, *,
+                     types: Sequence[str] | None = None, seed: int | None = None,
+                     progress: ProgressCallback | None = None, cancel: CancelToken | None = None) -> Command:
         """``prune.global_unstructured`` over the targets: one threshold, uneven per-tensor sparsity."""
-        refs = self.resolve(targets, types)
-        modules = self.modules()
-        step: dict[str, Any] = {"op": "global", "method": method, "targets": [r.qualname for r in refs],
-                                "amount": amount}
-        if method == "random_unstructured":
-            seed = secrets.randbelow(2**31) if seed is None else seed
-            step["seed"] = seed
+        step = GlobalStep(method, tuple(targets), amount, tuple(types or ()), seed)  # type: ignore[arg-type]
+        return self.apply(step, progress=progress, cancel=cancel)
 
-        def action() -> None:
-            with ops.seeded(seed, self.device):
-                ops.global_prune(modules, refs, method, amount, progress, cancel)
-
-        return self._run(f"global {method} {_amount_text(amount)} on {_where(refs)}", step, refs, action)
-
-    def remove(
-        self,
-        targets: Sequence[str] = ("*",),
-        *,
-        types: Sequence[str] | None = None,
-        progress: ProgressCallback | None = None,
-        cancel: CancelToken | None = None,
-    ) -> Command:
+    def remove(self, targets: Sequence[str] = ("*",), *, types: Sequence[str] | None = None,
+               progress: ProgressCallback | None = None, cancel: CancelToken | None = None) -> Command:
         """``prune.remove`` each target: the pruning becomes permanent (``X`` is a plain parameter again)."""
-        refs = self.resolve(targets, types, pruned_only=True)
-        modules = self.modules()
-        step = {"op": "remove", "targets": [r.qualname for r in refs]}
-        return self._run(
-            f"remove pruning on {_where(refs)}", step, refs, lambda: ops.remove_each(modules, refs, progress, cancel)
-        )
+        return self.apply(RemoveStep(tuple(targets), tuple(types or ())), progress=progress, cancel=cancel)
 
     def undo(self) -> Command | None:
-        return self.history.undo(self.device)
+        command = self.history.undo()
+        self._sync()
+        return command
 
     def redo(self) -> Command | None:
-        return self.history.redo(self.device)
+        command = self.history.redo()
+        self._sync()
+        return command
 
-    def move_to(
-        self, device: str | torch.device, cancel: CancelToken | None = None, progress: ProgressCallback | None = None
-    ) -> torch.device:
-        """Move the model (parameters, buffers and each pruned tensor) to ``device``, module by module with progress;
-        not an undo step. On a cancel or an error (out of memory on the device) everything goes back where it was."""
+    def go_to(self, index: int) -> list[Command]:
+        """Undo or redo until ``index`` steps are done (what a click in the history view asks for)."""
+        passed = self.history.go_to(index)
+        self._sync()
+        return passed
+
+    def move_to(self, device: str | torch.device, cancel: CancelToken | None = None,
+                progress: ProgressCallback | None = None) -> torch.device:
+        """Move the model's tensors to ``device`` tensor by tensor, with progress; not an undo step. On a cancel or an
+        error (out of memory on the device) everything goes back where it was."""
         target = parse_device(device)
         if cancel is not None and cancel.cancelled:
             raise Cancelled("cancelled by the user; the model did not move")
         previous = self.device
-        modules = list(self.model.modules())
+        holders = [slot.holder for slot in self.structure.tensors.values()]
+        buffers = [(slot, b) for slot in self.structure.modules.values() for b in slot.buffers if b.tensor is not None]
+        moved: list[tuple[Any, torch.Tensor]] = []
         try:
-            for index, module in enumerate(modules):
+            for index, holder in enumerate(holders):
                 check(cancel)
-                report(progress, index / len(modules), f"moving to {target}")
-                _move_module(module, target)
+                report(progress, index / max(len(holders), 1), f"moving to {target}")
+                moved.append((holder, holder.tensor))
+                holder.tensor = _to_device(holder.tensor, target)
+            for _, buffer in buffers:
+                moved.append((buffer, buffer.tensor))
+                buffer.tensor = _to_device(buffer.tensor, target)  # type: ignore[arg-type]
         except BaseException:
-            for module in modules:
-                _move_module(module, previous)
+            for owner, tensor in moved:
+                owner.tensor = tensor
             raise
+        for slot in self.structure.tensors.values():
+            slot.param.data = slot.holder.tensor
+        modules = dict(self._module.named_modules(remove_duplicate=False))
+        for module_slot, buffer in buffers:
+            modules[module_slot.path]._buffers[buffer.name] = buffer.tensor
         self.device = target
+        self._torch_form = None
+        self._sync()
         report(progress, 1.0, f"on {target}")
         return target
 
+    @contextmanager
+    def forward_model(self) -> Iterator[nn.Module]:
+        """The model with every pruned tensor's product in place of its values, for a forward pass (no hooks)."""
+        if self._handed_out:
+            yield self._module
+            return
+        state = self.state
+        changed = [n for n, ts in state.tensors.items() if ts.pruning is not None or not isinstance(ts.values, Original)]
+        slots = self.structure.tensors
+        try:
+            for name in changed:
+                slots[name].param.data = state.tensors[name].effective()
+            yield self._module
+        finally:
+            for name in changed:
+                slots[name].param.data = slots[name].holder.tensor
+
+    # -- the handed-out module ---------------------------------------------------------------------------------
+    def _sync(self) -> None:
+        """Give the handed-out module torch's form for the current state (only modules whose tensors changed)."""
+        state = self.state
+        previous = self._torch_form
+        if not self._handed_out or previous is state:
+            return
+        if previous is None:
+            paths = set(self.structure.modules)
+        else:
+            paths = {self.structure.tensors[n].module for n in state.changed_since(previous)}
+            paths |= {p for p, layout in state.layouts.items() if previous.layouts.get(p) is not layout}
+            for name in state.changed_since(previous):
+                paths |= {a.rpartition(".")[0] for a in self.structure.tensors[name].aliases}
+        modules = dict(self._module.named_modules(remove_duplicate=False))
+        for path in paths:
+            slot = self.structure.modules[path]
+            names = {local: self.structure.slots[(path, local)] for local in slot.params if local not in slot.empty}
+            materialize_module(
+                modules[path], state.layouts.get(path) or slot.layout(),
+                {local: self.structure.tensors[name].param for local, name in names.items()},
+                {local: state.tensors[name] for local, name in names.items()},
+                {b.name: b.tensor for b in slot.buffers},
+            )
+        self._torch_form = state
+
     # -- recording and writing ----------------------------------------------------------------------------------
     def recipe(self) -> dict[str, Any]:
-        from sparsegui.core.recipe import recipe_from_history
+        from sparsegui.core.recipe import recipe_from_steps
 
-        return recipe_from_history(self)
+        return recipe_from_steps(self.history.steps())
 
-    def export(
-        self,
-        path: str | Path,
-        *,
-        keep_masks: bool = False,
-        progress: ProgressCallback | None = None,
-        cancel: CancelToken | None = None,
-    ) -> Path:
-        """Write the state_dict atomically; a cancel before the final rename leaves the old file as it was."""
-        from sparsegui.core.exporting import export_document
+    def export(self, path: str | Path, *, keep_masks: bool = False, progress: ProgressCallback | None = None,
+               cancel: CancelToken | None = None) -> Path:
+        """Write the state_dict atomically (the state as it is now); a cancel before the final rename leaves the old
+        file as it was. Marks the history clean at the state written."""
+        from sparsegui.core.exporting import export_state
 
-        return export_document(self, path, keep_masks=keep_masks, progress=progress, cancel=cancel)
+        state, index = self.state, self.history.index
+        written = export_state(self.structure, state, self.source, self.history.steps(), path,
+                               keep_masks=keep_masks, progress=progress, cancel=cancel)
+        if self.history.index == index and self.state is state:
+            self.history.mark_clean()
+        return written
 
-    def export_masks(
-        self, path: str | Path, progress: ProgressCallback | None = None, cancel: CancelToken | None = None
-    ) -> Path:
+    def export_masks(self, path: str | Path, progress: ProgressCallback | None = None,
+                     cancel: CancelToken | None = None) -> Path:
         from sparsegui.core.exporting import export_masks
 
-        return export_masks(self, path, progress=progress, cancel=cancel)
+        return export_masks(self.structure, self.state, path, progress=progress, cancel=cancel)
+
+
+__all__ = ["Command", "Document", "PruneError", "StaleChange"]

@@ -1,73 +1,63 @@
-"""Exporting a document: clean or with masks, masks alone, in every format, with sparsity attributes."""
+"""Exporting a model's state: clean or with masks, masks alone, in every format, with sparsity attributes.
+
+These functions take the structure, the state and where the model came from (not a document), so an export can
+run in a worker on a state that no operation will change.
+"""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from sparsegui.core.export import clean_state_dict, masks_dict, state_dict_with_masks, write_masks, write_state_dict
-from sparsegui.core.export.state import pruned_tensor_names
+from sparsegui.core.export import export_tensors, mask_tensors, write_masks, write_state_dict
 from sparsegui.core.export.writers import format_for
-from sparsegui.core.inspection import inspect_model
+from sparsegui.core.inspection import entry_record
+from sparsegui.core.loading.source import SourceInfo
+from sparsegui.core.names import qualify
 from sparsegui.core.progress import CancelToken, ProgressCallback, report
-from sparsegui.core.pruned import method_history, pruning_hooks
-
-if TYPE_CHECKING:
-    from sparsegui.core.document import Document
+from sparsegui.core.state import ModelState
+from sparsegui.core.structure import ModelStructure
 
 
-def tensor_attributes(doc: Document) -> dict[str, dict[str, Any]]:
-    """Per qualified tensor: zeros, sparsity and (for pruned tensors) the JSON pruning history."""
-    report = inspect_model(doc.model)
-    modules = doc.modules()
+def tensor_attributes(structure: ModelStructure, state: ModelState) -> dict[str, dict[str, Any]]:
+    """Per qualified tensor name (every name of a tied tensor): zeros, sparsity and, when pruned, the JSON pruning
+    history."""
     attrs: dict[str, dict[str, Any]] = {}
-    for info in report.modules:
-        hooks = pruning_hooks(modules[info.name])
-        for tensor in info.tensors:
-            key = f"{info.name}.{tensor.name}" if info.name else tensor.name
-            entry: dict[str, Any] = {"zeros": tensor.zeros, "sparsity": tensor.sparsity}
-            if tensor.name in hooks:
-                entry["history"] = json.dumps(method_history(hooks[tensor.name]))
-            attrs[key] = entry
+    for (path, local), canonical in structure.slots.items():
+        ts = state.tensors[canonical]
+        zeros = ts.zeros()
+        entry: dict[str, Any] = {"zeros": zeros, "sparsity": zeros / ts.numel if ts.numel else 0.0}
+        if ts.pruning is not None:
+            entry["history"] = json.dumps([entry_record(e) for e in ts.pruning.methods])
+        attrs[qualify(path, local)] = entry
     return attrs
 
 
-def export_document(
-    doc: Document,
-    path: str | Path,
-    *,
-    keep_masks: bool = False,
-    progress: ProgressCallback | None = None,
-    cancel: CancelToken | None = None,
-) -> Path:
-    """Write the model's state_dict under the source's own key names and order (pruning made permanent unless
-    ``keep_masks``); marks the history clean."""
-    source = doc.source
-    report(progress, 0.0, "collecting the tensors")
-    # per-tensor sparsity attributes: only HDF5 stores them, and counting zeros reads every tensor
-    per_tensor = tensor_attributes(doc) if format_for(Path(path)) == "hdf5" else {}
-    if keep_masks:
-        state = state_dict_with_masks(doc.model, source.key_order, source.prefix)
-        pruned = {f"{source.prefix}{k}" for k in pruned_tensor_names(doc.model)}
-        masks = {k for k in state if k.endswith("_mask") and k[: -len("_mask")] in pruned}
-        attrs = {source.prefix + k + "_orig": v for k, v in per_tensor.items()}
-        attrs.update({source.prefix + k: v for k, v in per_tensor.items()})
-        contents = "state_dict+masks"
-    else:
-        state = clean_state_dict(doc.model, source.key_order, source.prefix)
-        masks = set()
-        attrs = {source.prefix + k: v for k, v in per_tensor.items()}
-        contents = "state_dict"
-    metadata = {"sparsegui_recipe": json.dumps(doc.recipe()["steps"])}
-    written = write_state_dict(path, state, attrs=attrs, metadata=metadata, masks=masks, contents=contents,
-                               progress=progress, cancel=cancel)
-    doc.history.mark_clean()
-    return written
-
-
-def export_masks(doc: Document, path: str | Path, progress: ProgressCallback | None = None,
+def export_state(structure: ModelStructure, state: ModelState, source: SourceInfo, steps: Sequence[dict[str, Any]],
+                 path: str | Path, *, keep_masks: bool = False, progress: ProgressCallback | None = None,
                  cancel: CancelToken | None = None) -> Path:
-    """Write every pruned tensor's mask (bool; bit-packed in HDF5), keyed by qualified tensor name."""
+    """Write the state_dict under the source's own key names and order (pruning made permanent unless
+    ``keep_masks``), tensor by tensor where the format allows."""
+    report(progress, 0.0, "collecting the tensors")
+    # per-tensor sparsity attributes: only HDF5 stores them, and counting zeros may read every tensor
+    per_tensor = tensor_attributes(structure, state) if format_for(Path(path)) == "hdf5" else {}
+    prefix = source.prefix
+    tensors = export_tensors(structure, state, source.key_order, prefix, keep_masks)
+    attrs = {prefix + k: v for k, v in per_tensor.items()}
+    masks: set[str] = set()
+    if keep_masks:
+        attrs.update({prefix + k + "_orig": v for k, v in per_tensor.items()})
+        masks = {k for k in tensors if k.endswith("_mask") and k[: -len("_mask")] in attrs}
+    metadata = {"sparsegui_recipe": json.dumps(list(steps))}
+    return write_state_dict(path, tensors, attrs=attrs, metadata=metadata, masks=masks,
+                            contents="state_dict+masks" if keep_masks else "state_dict",
+                            progress=progress, cancel=cancel)
+
+
+def export_masks(structure: ModelStructure, state: ModelState, path: str | Path,
+                 progress: ProgressCallback | None = None, cancel: CancelToken | None = None) -> Path:
+    """Write every pruned tensor's mask (bool; bit-packed in HDF5), keyed by tensor name."""
     report(progress, 0.0, "collecting the masks")
-    return write_masks(path, masks_dict(doc.model), progress=progress, cancel=cancel)
+    return write_masks(path, mask_tensors(structure, state), progress=progress, cancel=cancel)

@@ -1,17 +1,21 @@
-"""Fast L1 (magnitude) pruning that leaves a model exactly as ``torch.nn.utils.prune`` would.
+"""Fast unstructured pruning (L1 and random) with the masks ``torch.nn.utils.prune`` would compute.
 
-torch finds the smallest ``|w|`` with ``torch.topk`` on one 1-D tensor (single-threaded, sorting the k values it
-returns), and ``global_unstructured`` first concatenates every weight and every mask. Here the exact k-th magnitude
-is found by radix selection over the bit patterns of ``|w|`` — the bit pattern of a non-negative float orders like
-its value, with NaN above +Inf as in torch's ``topk`` — streaming over the tensors in chunks: a histogram of the top
-16 bits names the bin holding the k-th value, each further pass narrows that bin by 16 bits until the threshold is
-exact, and a last pass writes the masks. Nothing is concatenated; memory is the masks plus a few chunk buffers.
+torch finds the smallest ``|w|`` (or the largest random draws) with ``torch.topk`` on one 1-D tensor — single-
+threaded, sorting the k values it returns — and ``global_unstructured`` first concatenates every weight and every
+mask. Here the exact k-th key is found by radix selection over bit patterns, streaming over the tensors in chunks:
+a histogram of the top 16 bits names the bin holding the k-th key, each further pass narrows that bin by 16 bits
+until the threshold is exact, and a last pass writes the masks (1 bit per entry). Nothing is concatenated.
 
-The masks equal torch's wherever no other entry has exactly the threshold magnitude. Among entries tied at the
-threshold (``-0.0`` and ``0.0`` tie; so do all NaNs) torch's ``topk`` prunes an unspecified subset, this module the
-first ones in model order: the same number either way. The model then holds what torch leaves: ``X_orig``, ``X_mask``
-(in the same dtype), ``X`` and the same hook — an ``L1Unstructured`` or ``CustomFromMask`` (global), composed into a
-``PruningContainer`` when the tensor was pruned before, where only entries whose mask is 1 are candidates.
+- L1: the key of an entry is the bit pattern of ``|w|`` (it orders like the value; NaN above +Inf, as torch's
+  ``topk``); the k smallest are pruned.
+- Random: torch draws ``rand_like`` over the candidates (in model order, concatenated for global pruning) and prunes
+  the k largest draws. The draws are made again, chunk by chunk, from the generator state at the start on every pass
+  (on the CPU ``rand(a)`` then ``rand(b)`` gives the same numbers as ``rand(a + b)``), and the generator is left
+  where torch leaves it. On other devices torch's own path runs.
+
+Only candidates count: entries whose current mask is 1. The masks equal torch's wherever no other candidate has
+exactly the threshold key; among tied entries (``-0.0`` and ``0.0`` tie, so do all NaNs, and random draws of the
+same value) torch's ``topk`` prunes an unspecified subset, this module the first ones in order: the same number.
 
 Set :data:`ENABLED` to False to send everything through torch (the parity tests compare both ways).
 """
@@ -27,6 +31,7 @@ import torch
 from torch import nn
 from torch.nn.utils import prune
 
+from sparsegui.core.bitmask import BitMask, BitWriter
 from sparsegui.core.progress import CancelToken, ProgressCallback, check, report
 
 ENABLED = True
@@ -46,40 +51,33 @@ _KEYS: dict[torch.dtype, tuple[torch.dtype, int, tuple[int, ...]]] = {
 _BINS = 1 << 16
 
 
-def supports(tensors: Sequence[torch.Tensor]) -> bool:
-    """Whether the fast path takes these importance tensors (floating dtypes, one device, enough entries)."""
+def supports(tensors: Sequence[torch.Tensor], random: bool = False) -> bool:
+    """Whether the fast path takes these tensors (floating dtypes, one device, enough entries; random on the CPU)."""
     if not ENABLED or not tensors:
         return False
     if any(t.dtype not in _KEYS for t in tensors) or len({t.device for t in tensors}) > 1:
+        return False
+    if random and tensors[0].device.type != "cpu":
         return False
     return sum(t.numel() for t in tensors) >= MIN_NUMEL
 
 
 @dataclass
-class _Entry:
-    """One tensor taking part: its importance scores and the mask whose 1-entries are the candidates."""
+class Entry:
+    """One tensor taking part: its values (the importance scores) and its current mask (None: all candidates)."""
 
-    scores: torch.Tensor  # flat
-    old_mask: torch.Tensor | None  # flat; None: every entry is a candidate
-    cand_dtype: torch.dtype  # the dtype the old mask is compared with 1 in (torch's concatenated mask)
-    out_dtype: torch.dtype  # the dtype of the mask torch computes
+    values: torch.Tensor
+    mask: BitMask | None
+
+    @property
+    def numel(self) -> int:
+        return self.values.numel()
 
     def candidates(self, start: int, stop: int) -> torch.Tensor | None:
-        if self.old_mask is None:
+        if self.mask is None:
             return None
-        return self.old_mask[start:stop].to(self.cand_dtype) == 1
-
-    def fill(self, start: int, stop: int) -> torch.Tensor:
-        """What torch's new mask holds where an entry is not a candidate: the old mask, converted."""
-        assert self.old_mask is not None
-        return self.old_mask[start:stop].to(self.cand_dtype).to(self.out_dtype)
-
-
-def _same_bits(a: torch.Tensor, b: torch.Tensor) -> bool:
-    if a.dtype != b.dtype or a.shape != b.shape:
-        return False
-    itype = _KEYS[a.dtype][0]
-    return torch.equal(a.contiguous().view(itype), b.contiguous().view(itype))
+        keep = torch.from_numpy(self.mask.chunk(start, stop))
+        return keep if self.values.device.type == "cpu" else keep.to(self.values.device)
 
 
 def _spans(numel: int) -> Iterator[tuple[int, int]]:
@@ -88,8 +86,8 @@ def _spans(numel: int) -> Iterator[tuple[int, int]]:
 
 
 class _Buffers:
-    """Scratch tensors reused chunk after chunk and call after call (a few chunks' worth per thread and device):
-    fresh multi-megabyte allocations cost a page fault per page."""
+    """Scratch tensors reused chunk after chunk and call after call (per thread and device): fresh multi-megabyte
+    allocations cost a page fault per page."""
 
     def __init__(self, device: torch.device) -> None:
         self.device = device
@@ -114,24 +112,30 @@ def _scratch(device: torch.device) -> _Buffers:
 
 
 class _Selection:
-    """Streaming radix selection of the k smallest magnitudes among the candidates of several tensors.
+    """Streaming radix selection of the k smallest keys among the candidates of several tensors.
 
-    Keys are the bit patterns of ``|w|`` with the sign bit cleared. Each pass histograms the next 16-bit digit of the
-    keys that share the prefix found so far (non-candidates and keys outside the prefix go to a spare bin); after
-    the last digit the threshold key is exact and one more pass writes the masks with a float comparison.
+    ``chunk(entry, start, stop)`` gives the chunk's values in ``dtype``; ``invert`` makes the keys select the largest
+    values instead (random pruning). Each pass histograms the next 16-bit digit of the keys that share the prefix
+    found so far (non-candidates and keys outside the prefix go to a spare bin); after the last digit the threshold
+    key is exact and one more pass writes the masks.
     """
 
-    def __init__(self, entries: Sequence[_Entry], dtype: torch.dtype, progress: ProgressCallback | None,
+    def __init__(self, entries: Sequence[Entry], dtype: torch.dtype,
+                 chunk: Callable[[Entry, int, int], torch.Tensor],
+                 begin_pass: Callable[[], None], invert: bool, progress: ProgressCallback | None,
                  cancel: CancelToken | None) -> None:
         self.entries = entries
         self.dtype = dtype
         self.itype, self.sign_off, self.shifts = _KEYS[dtype]
         self.ktype = torch.int64 if self.itype == torch.int64 else torch.int32
+        self.chunk = chunk
+        self.begin_pass = begin_pass
+        self.invert = invert
         self.progress = progress
         self.cancel = cancel
-        self.device = entries[0].scores.device
+        self.device = entries[0].values.device
         self.buffers = _scratch(self.device)
-        self.passes = 0  # passes over the data so far
+        self.passes = 0
         self.expected = len(self.shifts) + 1
         self.done = 0.0
 
@@ -140,22 +144,22 @@ class _Selection:
         self.done = max(self.done, 0.95 * (self.passes + index / len(self.entries)) / self.expected)
         report(self.progress, self.done, f"{what} ({index + 1}/{len(self.entries)} tensors)")
 
-    def _chunk(self, entry: _Entry, start: int, stop: int) -> torch.Tensor:
-        chunk = entry.scores[start:stop]
-        return chunk if chunk.dtype == self.dtype else chunk.to(self.dtype)
-
     def _keys(self, chunk: torch.Tensor) -> torch.Tensor:
         keys = self.buffers.get("keys", self.ktype, chunk.numel())
-        return torch.bitwise_and(chunk.view(self.itype), self.sign_off, out=keys)
+        torch.bitwise_and(chunk.view(self.itype), self.sign_off, out=keys)
+        if self.invert:
+            torch.sub(self.sign_off, keys, out=keys)
+        return keys
 
     def _histogram(self, previous: int, prefix: int, shift: int) -> torch.Tensor:
         """Counts of the 16-bit digit at ``shift`` among candidates whose ``key >> previous == prefix``."""
         hist = torch.zeros(_BINS + 1, dtype=torch.int64, device=self.device)
+        self.begin_pass()
         for index, entry in enumerate(self.entries):
             self._tick(index, "finding the threshold")
-            for start, stop in _spans(entry.scores.numel()):
+            for start, stop in _spans(entry.numel):
                 n = stop - start
-                keys = self._keys(self._chunk(entry, start, stop))
+                keys = self._keys(self.chunk(entry, start, stop))
                 digits = self.buffers.get("digits", self.ktype, n)
                 spare = self.buffers.get("spare", torch.bool, n)
                 if previous >= 0:
@@ -166,19 +170,19 @@ class _Selection:
                     torch.bitwise_right_shift(keys, shift, out=digits)
                 cand = entry.candidates(start, stop)
                 if cand is not None:
-                    digits.masked_fill_(cand.logical_not_(), _BINS)
+                    digits.masked_fill_(cand.logical_not(), _BINS)
                 hist += torch.bincount(digits, minlength=_BINS + 1)
         self.passes += 1
         return hist[:_BINS]
 
-    def masks(self, amount: float | int) -> list[torch.Tensor]:
-        """Each entry's new mask (flat, in its ``out_dtype``), as torch's ``compute_mask`` would return it."""
+    def masks(self, amount: float | int) -> list[BitMask]:
+        """Each entry's new mask: the old one with the k selected candidates pruned."""
         hist = self._histogram(-1, 0, self.shifts[0])
         total = int(hist.sum())
-        k = _count(amount, total)
+        k = count_to_prune(amount, total)
         if k in (0, total):
-            return self._write(lambda chunk, keys: torch.full((chunk.numel(),), k == 0, dtype=torch.bool,
-                                                              device=self.device))
+            return self._write(lambda chunk: torch.full((chunk.numel(),), k == 0, dtype=torch.bool,
+                                                        device=self.device), 0)
         prefix, need, count = _pick(hist, k)
         previous = self.shifts[0]
         for shift in self.shifts[1:]:
@@ -186,42 +190,44 @@ class _Selection:
             prefix, previous = (prefix << (previous - shift)) | digit, shift
         return self._write_at(prefix, need, count)
 
-    def _write_at(self, threshold: int, need: int, count: int) -> list[torch.Tensor]:
+    def _write_at(self, threshold: int, need: int, count: int) -> list[BitMask]:
         """Keep keys above ``threshold``; of the ``count`` candidates equal to it, prune the first ``need``."""
-        finite = threshold < self.sign_off ^ _mantissa(self.dtype)  # below the key of +Inf
+        fast_compare = not self.invert and threshold < self.sign_off ^ _mantissa(self.dtype)  # below +Inf's key
         value = torch.tensor(threshold, dtype=self.itype).view(self.dtype).to(self.device)
-        choose = need < count  # some tied entries are kept: prune the first `need` in order, keep the rest
-        remaining = [need]
 
-        def decide(chunk: torch.Tensor, cand: torch.Tensor | None) -> torch.Tensor:
+        def decide(chunk: torch.Tensor) -> torch.Tensor:
             keep = self.buffers.get("keep", torch.bool, chunk.numel())
-            if finite:  # |w| > t, NaN included (it ranks above every number, as in torch's topk)
+            if fast_compare:  # |w| > t, NaN included (it ranks above every number, as in torch's topk)
                 mags = torch.abs(chunk, out=self.buffers.get("mags", self.dtype, chunk.numel()))
                 torch.le(mags, value, out=keep).logical_not_()
             else:
                 torch.gt(self._keys(chunk), threshold, out=keep)
-            if choose:
-                equal = self._keys(chunk) == threshold
-                if cand is not None:
-                    equal &= cand
-                remaining[0] = _keep_ties(keep, equal, remaining[0])
             return keep
 
-        return self._write(decide)
+        equal = (lambda chunk: self._keys(chunk) == threshold) if need < count else None
+        return self._write(decide, need, equal)
 
-    def _write(self, decide: Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor]) -> list[torch.Tensor]:
+    def _write(self, decide: Callable[[torch.Tensor], torch.Tensor], ties: int,
+               equal: Callable[[torch.Tensor], torch.Tensor] | None = None) -> list[BitMask]:
         masks = []
+        remaining = ties
+        self.begin_pass()
         for index, entry in enumerate(self.entries):
             self._tick(index, "writing masks")
-            out = torch.empty(entry.scores.numel(), dtype=entry.out_dtype, device=self.device)
-            for start, stop in _spans(out.numel()):
+            writer = BitWriter(tuple(entry.values.shape))
+            for start, stop in _spans(entry.numel):
+                chunk = self.chunk(entry, start, stop)
+                keep = decide(chunk)
                 cand = entry.candidates(start, stop)
-                keep = decide(self._chunk(entry, start, stop), cand)
-                if cand is None:
-                    out[start:stop] = keep
-                else:
-                    out[start:stop] = torch.where(cand, keep, entry.fill(start, stop))
-            masks.append(out)
+                if equal is not None:  # some tied entries are kept: prune the first `remaining`, keep the rest
+                    tied = equal(chunk)
+                    if cand is not None:
+                        tied &= cand
+                    remaining = _keep_ties(keep, tied, remaining)
+                if cand is not None:
+                    keep &= cand
+                writer.append(keep)
+            masks.append(writer.finish())
         self.passes += 1
         return masks
 
@@ -252,7 +258,7 @@ def _keep_ties(keep: torch.Tensor, equal: torch.Tensor, ties: int) -> int:
     return 0
 
 
-def _count(amount: float | int, size: int) -> int:
+def count_to_prune(amount: float | int, size: int) -> int:
     """``prune._compute_nparams_toprune`` and ``_validate_pruning_amount``, with torch's error."""
     k = amount if isinstance(amount, int) else round(amount * size)
     if k > size:
@@ -260,6 +266,53 @@ def _count(amount: float | int, size: int) -> int:
     return k
 
 
+def _promoted(dtypes: Sequence[torch.dtype]) -> torch.dtype:
+    return reduce(torch.promote_types, dtypes)
+
+
+# -- the two selections ------------------------------------------------------------------------------------------
+def l1_masks(entries: Sequence[Entry], amount: float | int, progress: ProgressCallback | None = None,
+             cancel: CancelToken | None = None) -> list[BitMask]:
+    """New masks pruning the ``amount`` candidates of smallest ``|value|`` over all ``entries`` together (one
+    entry: ``l1_unstructured``; several: ``global_unstructured`` with ``L1Unstructured``)."""
+    prune.L1Unstructured(amount)  # torch validates the amount when it builds the method
+    dtype = _promoted([e.values.dtype for e in entries])
+
+    def chunk(entry: Entry, start: int, stop: int) -> torch.Tensor:
+        part = entry.values.reshape(-1)[start:stop]
+        return part if part.dtype == dtype else part.to(dtype)
+
+    return _Selection(entries, dtype, chunk, lambda: None, False, progress, cancel).masks(amount)
+
+
+def random_masks(entries: Sequence[Entry], amount: float | int, progress: ProgressCallback | None = None,
+                 cancel: CancelToken | None = None) -> list[BitMask]:
+    """New masks pruning ``amount`` random candidates over all ``entries`` together, drawing from torch's default
+    CPU generator exactly what ``random_unstructured`` / ``global_unstructured`` would draw."""
+    prune.RandomUnstructured(amount)
+    dtype = _promoted([e.values.dtype for e in entries])
+    start_state = torch.get_rng_state()
+    zeros = _scratch(torch.device("cpu"))
+
+    def begin_pass() -> None:
+        torch.set_rng_state(start_state)
+
+    def chunk(entry: Entry, start: int, stop: int) -> torch.Tensor:
+        cand = entry.candidates(start, stop)
+        if cand is None:
+            return torch.rand(stop - start, dtype=dtype)
+        draws = zeros.get("draws", dtype, stop - start).zero_()
+        draws[cand] = torch.rand(int(cand.sum()), dtype=dtype)
+        return draws
+
+    masks = _Selection(entries, dtype, chunk, begin_pass, True, progress, cancel).masks(amount)
+    before = sum(e.numel if e.mask is None else e.mask.kept for e in entries)
+    if sum(m.kept for m in masks) == before:  # nothing to prune: torch draws nothing
+        torch.set_rng_state(start_state)
+    return masks
+
+
+# -- torch's form, for modules used directly -------------------------------------------------------------------------
 def _attach(module: nn.Module, name: str, method: prune.BasePruningMethod,
             new_mask: Callable[[torch.Tensor | None], torch.Tensor]) -> prune.BasePruningMethod:
     """``BasePruningMethod.apply`` step for step, with the mask given: ``new_mask(default_mask)`` gets the previous
@@ -267,9 +320,6 @@ def _attach(module: nn.Module, name: str, method: prune.BasePruningMethod,
     method._tensor_name = name
     found = [(key, hook) for key, hook in module._forward_pre_hooks.items()
              if isinstance(hook, prune.BasePruningMethod) and hook._tensor_name == name]
-    if len(found) > 1:
-        raise AssertionError(f"Avoid adding multiple pruning hooks to the same tensor {name} of module {module}. "
-                             "Use a PruningContainer.")
     for key, _ in found:
         del module._forward_pre_hooks[key]
     hook = method
@@ -294,64 +344,30 @@ def _attach(module: nn.Module, name: str, method: prune.BasePruningMethod,
     return hook
 
 
-def _promoted(dtypes: Sequence[torch.dtype]) -> torch.dtype:
-    return reduce(torch.promote_types, dtypes)
+def _entry(module: nn.Module, name: str) -> Entry:
+    mask = getattr(module, name + "_mask", None)
+    return Entry(getattr(module, name).detach(), None if mask is None else BitMask.from_tensor(mask, name))
 
 
 def l1_unstructured(module: nn.Module, name: str, amount: float | int) -> None:
-    """``prune.l1_unstructured(module, name, amount)``: the same parameters, buffer, hook and mask.
-
-    Modifies ``module`` in place by: 1) moving ``name`` to the parameter ``name + '_orig'`` (first pruning only);
-    2) registering the buffer ``name + '_mask'`` (on a pruned tensor only entries whose mask is 1 are candidates);
-    3) setting ``name`` to ``name_orig * name_mask``; 4) adding an ``L1Unstructured`` forward-pre hook (or
-    appending it to the tensor's ``PruningContainer``).
-    """
-    method = prune.L1Unstructured(amount)
+    """``prune.l1_unstructured(module, name, amount)`` on a module: the same parameters, buffer, hook and mask."""
     scores = getattr(module, name)
-    hooked = any(isinstance(h, prune.BasePruningMethod) and h._tensor_name == name
-                 for h in module._forward_pre_hooks.values())
-    old = getattr(module, name + "_mask").detach() if hooked else None
-    entry = _Entry(scores.detach().reshape(-1), None if old is None else old.reshape(-1),
-                   scores.dtype if old is None else old.dtype, scores.dtype)
-    mask = _Selection([entry], scores.dtype, None, None).masks(amount)[0].view(scores.shape)
-    _attach(module, name, method, lambda _default: mask)
+    mask = l1_masks([_entry(module, name)], amount)[0]
+    _attach(module, name, prune.L1Unstructured(amount), lambda _default: mask.as_dtype(scores.dtype, scores.device))
 
 
-def global_l1_unstructured(
-    pairs: Sequence[tuple[nn.Module, str]],
-    amount: float | int,
-    progress: ProgressCallback | None = None,
-    cancel: CancelToken | None = None,
-) -> None:
-    """``prune.global_unstructured(pairs, prune.L1Unstructured, amount=amount)`` without concatenating anything.
+def global_l1_unstructured(pairs: Sequence[tuple[nn.Module, str]], amount: float | int,
+                           progress: ProgressCallback | None = None, cancel: CancelToken | None = None) -> None:
+    """``prune.global_unstructured(pairs, prune.L1Unstructured, amount=amount)`` on modules, without concatenating.
 
-    One threshold over all candidates (entries whose current mask is 1); each tensor then gets a
-    ``CustomFromMask`` hook with its part of the global mask, as ``custom_from_mask`` gives it in torch. The model
-    is changed only after every mask has been computed, so a cancel leaves it untouched.
-    """
-    prune.L1Unstructured(amount)  # torch validates the amount when it builds the method
-    scores = [getattr(module, name).detach() for module, name in pairs]
-    old = [getattr(module, name + "_mask", None) for module, name in pairs]
-    dtype = _promoted([s.dtype for s in scores])
-    mask_dtype = _promoted([s.dtype if m is None else m.dtype for s, m in zip(scores, old, strict=True)])
-    entries = [_Entry(s.reshape(-1), None if m is None else m.detach().reshape(-1), mask_dtype, dtype)
-               for s, m in zip(scores, old, strict=True)]
-    masks = _Selection(entries, dtype, progress, cancel).masks(amount)
+    Each tensor gets a ``CustomFromMask`` hook with its part of the global mask, as ``custom_from_mask`` gives it.
+    The modules change only after every mask has been computed, so a cancel leaves them untouched."""
+    entries = [_entry(module, name) for module, name in pairs]
+    masks = l1_masks(entries, amount, progress, cancel)
     check(cancel)
-    for index, ((module, name), flat, tensor) in enumerate(zip(pairs, masks, scores, strict=True)):
-        report(progress, 0.95 + 0.05 * index / len(pairs), "applying masks")
-        part = flat.view(tensor.shape)
-        method = prune.CustomFromMask(part)
-
-        def new_mask(default: torch.Tensor | None, part: torch.Tensor = part, tensor: torch.Tensor = tensor,
-                     method: prune.CustomFromMask = method) -> torch.Tensor:
-            if default is None:  # torch: ones_like(orig) * mask
-                return part.to(tensor.dtype)
-            # torch: PruningContainer → CustomFromMask.compute_mask(t, default) = default * mask, in t's dtype
-            combined = (default * part.to(default.dtype)).to(tensor.dtype)
-            if _same_bits(combined, part):
-                method.mask = combined  # the same values: keep one tensor, not two
-            return combined
-
-        _attach(module, name, method, new_mask)
+    dtype = _promoted([e.values.dtype for e in entries])
+    for (module, name), mask, entry in zip(pairs, masks, entries, strict=True):
+        part = mask.as_dtype(dtype, entry.values.device)
+        _attach(module, name, prune.CustomFromMask(part),
+                lambda _default, m=mask, e=entry: m.as_dtype(e.values.dtype, e.values.device))
     report(progress, 1.0, "done")

@@ -1,39 +1,77 @@
-"""Undo and redo: every operation is a command on one stack; the GUI only mirrors it."""
+"""Undo and redo: the model states before and after each operation, on one stack; the GUI only shows it.
+
+States are immutable and share everything an operation did not touch, so a step of history costs the masks it
+made (1 bit per entry). The history still has a memory budget: when the masks that only older states hold exceed
+it, the oldest steps stop being undoable (they stay in the recipe: they were done) and :attr:`History.dropped`
+says how many.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Iterable
 from typing import Any
 
-import torch
+from sparsegui.core.state import Baked, ModelState, Values
+from sparsegui.core.steps import Step
 
-from sparsegui.core.snapshot import Snapshot
+
+def default_budget() -> int:
+    """Bytes of masks the history may keep: a quarter of the machine's memory, between 256 MiB and 4 GiB."""
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        total = 8 << 30
+    return max(256 << 20, min(total // 4, 4 << 30))
 
 
 class Command:
-    """A done operation that can be undone and redone exactly, with its label and recipe step."""
+    """A done operation: its recipe step, label, the tensors it touched and the states before and after it."""
 
-    def __init__(self, label: str, step: dict[str, Any], before: Snapshot, after: Snapshot) -> None:
-        self.label = label
-        self.step = step
-        self._before = before
-        self._after = after
+    def __init__(self, step: Step, before: ModelState, after: ModelState, touched: Iterable[str]) -> None:
+        self.op = step
+        self.step: dict[str, Any] = step.to_json()
+        self.label = step.label()
+        self.before = before
+        self.after = after
+        self.touched = list(touched)
 
-    def undo(self, device: torch.device | None = None) -> None:
-        self._before.restore(device)
 
-    def redo(self, device: torch.device | None = None) -> None:
-        self._after.restore(device)
+def _value_masks(values: Values, out: dict[int, int]) -> None:
+    while isinstance(values, Baked):
+        out[id(values.mask)] = values.mask.nbytes
+        values = values.before
+
+
+def mask_bytes(states: Iterable[ModelState]) -> int:
+    """Bytes of the distinct masks the states hold (shared masks counted once)."""
+    seen: dict[int, int] = {}
+    for state in states:
+        for ts in state.tensors.values():
+            if ts.pruning is not None:
+                seen[id(ts.pruning.mask)] = ts.pruning.mask.nbytes
+            _value_masks(ts.values, seen)
+    return sum(seen.values())
 
 
 class History:
-    """A stack of done commands with a cursor; ``listeners`` are told after every change."""
+    """Done commands with a cursor; ``listeners`` are told after every change."""
 
-    def __init__(self) -> None:
+    def __init__(self, initial: ModelState, budget: int | None = None) -> None:
+        self._initial = initial
         self._commands: list[Command] = []
         self._index = 0
         self._clean_index: int | None = 0
+        self.budget = default_budget() if budget is None else budget
+        self.dropped = 0
+        """How many of the oldest steps can no longer be undone (the budget)."""
+        self.dropped_steps: list[dict[str, Any]] = []
         self.listeners: list[Callable[[], None]] = []
+
+    @property
+    def state(self) -> ModelState:
+        """The current state."""
+        return self._commands[self._index - 1].after if self._index else self._initial
 
     def push(self, command: Command) -> None:
         """Record a command that has just been done; anything that could be redone is dropped."""
@@ -42,25 +80,50 @@ class History:
             self._clean_index = None
         self._commands.append(command)
         self._index += 1
+        self._keep_within_budget()
         self._notify()
 
-    def undo(self, device: torch.device | None = None) -> Command | None:
+    def _keep_within_budget(self) -> None:
+        while self._index > 1 and mask_bytes(self._states()) > self.budget:
+            oldest = self._commands.pop(0)
+            self._initial = oldest.after
+            self._index -= 1
+            self.dropped += 1
+            self.dropped_steps.append(oldest.step)
+            if self._clean_index is not None:
+                self._clean_index = self._clean_index - 1 if self._clean_index > 0 else None
+
+    def _states(self) -> list[ModelState]:
+        return [self._initial, *(c.after for c in self._commands)]
+
+    def undo(self) -> Command | None:
         if not self.can_undo:
             return None
         self._index -= 1
         command = self._commands[self._index]
-        command.undo(device)
         self._notify()
         return command
 
-    def redo(self, device: torch.device | None = None) -> Command | None:
+    def redo(self) -> Command | None:
         if not self.can_redo:
             return None
         command = self._commands[self._index]
-        command.redo(device)
         self._index += 1
         self._notify()
         return command
+
+    def go_to(self, index: int) -> list[Command]:
+        """Undo or redo until ``index`` commands are done; returns the commands passed."""
+        passed = []
+        while self._index > index and self.can_undo:
+            passed.append(self._commands[self._index - 1])
+            self._index -= 1
+        while self._index < index and self.can_redo:
+            passed.append(self._commands[self._index])
+            self._index += 1
+        if passed:
+            self._notify()
+        return passed
 
     def drop_redo(self) -> None:
         """Forget the commands that could be redone (after a failed replay undid them)."""
@@ -94,8 +157,12 @@ class History:
         return [c.label for c in self._commands]
 
     def done(self) -> list[Command]:
-        """The commands currently applied, oldest first (what a recipe records)."""
+        """The undoable commands currently applied, oldest first."""
         return self._commands[: self._index]
+
+    def steps(self) -> list[dict[str, Any]]:
+        """Every step applied since the model was opened (those past the budget too): what a recipe records."""
+        return [*self.dropped_steps, *(c.step for c in self.done())]
 
     @property
     def modified(self) -> bool:

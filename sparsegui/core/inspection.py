@@ -1,29 +1,26 @@
-"""What a model holds: every module's parameters, buffers and hooks (pruning hooks decoded) and sparsity."""
+"""What a model holds: every module's parameters, buffers and hooks (pruning hooks decoded) and sparsity.
+
+:func:`inspect_document` reads a document's structure and state — exactly what ``torch.nn.utils.prune`` would show
+on the real module (``X_orig`` and ``X_mask`` in torch's order and dtypes, the hooks and their methods), without
+building it. :func:`inspect_model` reads any ``nn.Module`` in torch's form directly (tests compare the two).
+"""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import torch
 from torch import nn
 from torch.nn.utils import prune
 
-from sparsegui.core.pruned import forward_tensor_names, method_history, pruning_hooks
-from sparsegui.core.safety import nonfinite_count
-from sparsegui.core.targets import module_type_name
+from sparsegui.core.names import qualify
+from sparsegui.core.pruned import forward_tensor_names, method_history, method_record, pruning_hooks
+from sparsegui.core.state import MethodEntry, PackedCustomMask, Pruning, TensorState, scan
+from sparsegui.core.structure import HOOK_DICTS, ModuleSlot, OtherHook, type_names
 
-HOOK_DICTS = {
-    "forward_pre": "_forward_pre_hooks",
-    "forward": "_forward_hooks",
-    "backward_pre": "_backward_pre_hooks",
-    "backward": "_backward_hooks",
-    "state_dict_pre": "_state_dict_pre_hooks",
-    "state_dict": "_state_dict_hooks",
-    "load_state_dict_pre": "_load_state_dict_pre_hooks",
-    "load_state_dict_post": "_load_state_dict_post_hooks",
-}
+if TYPE_CHECKING:
+    from sparsegui.core.document import Document
 
 
 @dataclass
@@ -69,13 +66,18 @@ class TensorStats:
     pruned: bool
     nonfinite: int = 0
     """Entries that are NaN or ±Inf."""
+    alias_of: str | None = None
+    """For a tensor shared with another module (tied weights): the name it is counted under."""
 
     @property
     def sparsity(self) -> float:
         return self.zeros / self.numel if self.numel else 0.0
 
     def to_json(self) -> dict[str, Any]:
-        return {**asdict(self), "sparsity": self.sparsity}
+        out = {**asdict(self), "sparsity": self.sparsity}
+        if out["alias_of"] is None:
+            del out["alias_of"]
+        return out
 
 
 @dataclass
@@ -90,11 +92,11 @@ class ModuleInfo:
 
     @property
     def numel(self) -> int:
-        return sum(t.numel for t in self.tensors)
+        return sum(t.numel for t in self.tensors if t.alias_of is None)
 
     @property
     def zeros(self) -> int:
-        return sum(t.zeros for t in self.tensors)
+        return sum(t.zeros for t in self.tensors if t.alias_of is None)
 
     def to_json(self) -> dict[str, Any]:
         numel, zeros = self.numel, self.zeros
@@ -142,12 +144,93 @@ class ModelReport:
         }
 
 
-def _callable_name(hook: object) -> str:
-    inner = getattr(hook, "hook", None)
-    target = inner if callable(inner) else hook
-    return getattr(target, "__qualname__", None) or type(target).__name__
+def _dtype(dtype: torch.dtype) -> str:
+    return str(dtype).removeprefix("torch.")
 
 
+# -- from a document (lean) ------------------------------------------------------------------------------------------
+def entry_record(entry: MethodEntry) -> dict[str, object]:
+    """A JSON-friendly description of one method of a pruning hook, as :func:`method_record` gives it in torch."""
+    if isinstance(entry, PackedCustomMask):
+        return {"class": "CustomFromMask", "mask": f"tensor{list(entry.mask.shape)}"}
+    return method_record(entry)
+
+
+def pruning_hook_info(local: str, pruning: Pruning) -> HookInfo:
+    return HookInfo("forward_pre", pruning.hook_class, local, [entry_record(e) for e in pruning.methods])
+
+
+def module_hook_infos(slot: ModuleSlot, pruned: dict[str, Pruning], order: tuple[str, ...]) -> list[HookInfo]:
+    """The module's hooks as torch lists them: other forward-pre hooks, then the pruning hooks in order, then the
+    other kinds."""
+    others: dict[str, list[OtherHook]] = {}
+    for hook in slot.hooks:
+        others.setdefault(hook.kind, []).append(hook)
+    found: list[HookInfo] = []
+    for kind in HOOK_DICTS:
+        found += [HookInfo(kind, h.name) for h in others.get(kind, [])]
+        if kind == "forward_pre":
+            found += [pruning_hook_info(local, pruned[local]) for local in order]
+    return found
+
+
+def tensor_stats(name: str, ts: TensorState, pruned: bool, alias_of: str | None = None) -> TensorStats:
+    counts = ts.scan()
+    return TensorStats(name, list(ts.values.shape), _dtype(ts.values.dtype), ts.numel, counts.zeros, pruned,
+                       counts.nonfinite, alias_of)
+
+
+def inspect_module_of(doc: Document, path: str, counts: bool = True) -> ModuleInfo:
+    """One module's report; ``counts=False`` leaves zeros and NaN/Inf at 0 (nothing is read)."""
+    structure, state = doc.structure, doc.state
+    slot = structure.modules[path]
+    layout = state.layouts.get(path) or slot.layout()
+    names = {local: structure.slots[(path, local)] for local in slot.params if local not in slot.empty}
+    hooked = set(layout.hooks)
+    prunings = {local: state.tensors[names[local]].pruning for local in layout.hooks}
+    device = str(doc.device)
+    parameters = []
+    for pname in layout.params:
+        local = pname[: -len("_orig")] if pname.endswith("_orig") and pname[: -len("_orig")] in hooked else pname
+        if local in slot.empty:
+            continue
+        values = state.tensors[names[local]].values
+        parameters.append(ParameterInfo(pname, list(values.shape), _dtype(values.dtype), device, values.numel,
+                                        slot.requires_grad.get(local, False)))
+    own = {b.name: b for b in slot.buffers}
+    buffers = []
+    for bname in layout.buffers:
+        base = bname[: -len("_mask")]
+        pruning = prunings.get(base) if bname.endswith("_mask") else None
+        if pruning is not None:
+            buffers.append(BufferInfo(bname, list(pruning.mask.shape), _dtype(pruning.mask_dtype), device,
+                                      pruning.mask.numel, True))
+        elif own[bname].tensor is not None:
+            b = own[bname]
+            assert b.tensor is not None
+            buffers.append(BufferInfo(bname, list(b.tensor.shape), _dtype(b.tensor.dtype), str(b.tensor.device),
+                                      b.tensor.numel(), b.persistent))
+    tensors = []
+    for local in layout.forward_names(slot.empty):
+        canonical = names[local]
+        ts = state.tensors[canonical]
+        alias = canonical if canonical != qualify(path, local) else None
+        pruned = local in hooked or (alias is not None and ts.pruned)
+        if counts:
+            tensors.append(tensor_stats(local, ts, pruned, alias))
+        else:
+            tensors.append(TensorStats(local, list(ts.values.shape), _dtype(ts.values.dtype), ts.numel, 0, pruned,
+                                       0, alias))
+    hooks = module_hook_infos(slot, {k: v for k, v in prunings.items() if v is not None}, layout.hooks)
+    return ModuleInfo(path, slot.type_name, slot.inferred, parameters, buffers, hooks, tensors)
+
+
+def inspect_document(doc: Document, counts: bool = True) -> ModelReport:
+    """A full report of the document's model (modules in ``named_modules`` order, the root named ``""``)."""
+    return ModelReport(doc.source.to_json(), [inspect_module_of(doc, path, counts) for path in doc.structure.modules])
+
+
+# -- from a module in torch's form -----------------------------------------------------------------------------------
 def module_hooks(module: nn.Module) -> list[HookInfo]:
     """Every hook on ``module``; pruning hooks are decoded into their ordered methods and settings."""
     found: list[HookInfo] = []
@@ -156,73 +239,30 @@ def module_hooks(module: nn.Module) -> list[HookInfo]:
             if isinstance(hook, prune.BasePruningMethod):
                 found.append(HookInfo(kind, type(hook).__name__, hook._tensor_name, method_history(hook)))
             else:
-                found.append(HookInfo(kind, _callable_name(hook)))
+                inner = getattr(hook, "hook", None)
+                target = inner if callable(inner) else hook
+                found.append(HookInfo(kind, getattr(target, "__qualname__", None) or type(target).__name__))
     return found
 
 
-NUMPY_COUNTED = frozenset({torch.bool, torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64,
-                           torch.float16, torch.float32, torch.float64})
-
-
-def count_zeros(tensor: torch.Tensor) -> int:
-    """Entries equal to zero (``-0.0`` included, NaN not). CPU tensors are counted by numpy, which is about ten
-    times faster than ``torch.count_nonzero`` on float tensors and runs in one thread."""
-    if tensor.is_meta:
-        return 0
-    if tensor.device.type == "cpu" and tensor.dtype in NUMPY_COUNTED and not tensor.is_sparse:
-        return tensor.numel() - int(np.count_nonzero(tensor.detach().resolve_conj().numpy()))
-    return tensor.numel() - int(torch.count_nonzero(tensor))
-
-
-def tensor_stats(module: nn.Module, name: str) -> TensorStats:
-    tensor = getattr(module, name)
-    assert isinstance(tensor, torch.Tensor)
-    return TensorStats(
-        name=name,
-        shape=list(tensor.shape),
-        dtype=str(tensor.dtype).removeprefix("torch."),
-        numel=tensor.numel(),
-        zeros=count_zeros(tensor.detach()),
-        pruned=name in pruning_hooks(module),
-        nonfinite=nonfinite_count(tensor.detach()),
-    )
-
-
-def parameter_infos(module: nn.Module) -> list[ParameterInfo]:
-    """``module``'s own parameters (no tensor data is read)."""
-    return [
-        ParameterInfo(
-            n, list(p.shape), str(p.dtype).removeprefix("torch."), str(p.device), p.numel(), p.requires_grad
-        )
-        for n, p in module._parameters.items()
-        if p is not None
-    ]
-
-
-def buffer_infos(module: nn.Module) -> list[BufferInfo]:
-    """``module``'s own buffers (no tensor data is read)."""
-    return [
-        BufferInfo(
-            n, list(b.shape), str(b.dtype).removeprefix("torch."), str(b.device), b.numel(),
-            n not in module._non_persistent_buffers_set,
-        )
-        for n, b in module._buffers.items()
-        if b is not None
-    ]
-
-
-def inspect_module(name: str, module: nn.Module) -> ModuleInfo:
-    return ModuleInfo(
-        name=name,
-        type=module_type_name(module),
-        inferred=hasattr(module, "kind"),
-        parameters=parameter_infos(module),
-        buffers=buffer_infos(module),
-        hooks=module_hooks(module),
-        tensors=[tensor_stats(module, t) for t in forward_tensor_names(module)],
-    )
-
-
 def inspect_model(model: nn.Module, source: dict[str, Any] | None = None) -> ModelReport:
-    """A full report of ``model`` (modules in ``named_modules`` order, the root named ``""``)."""
-    return ModelReport(source or {}, [inspect_module(n, m) for n, m in model.named_modules()])
+    """A full report of a module in torch's form (modules in ``named_modules`` order, the root named ``""``)."""
+    modules = []
+    for name, module in model.named_modules():
+        hooks = pruning_hooks(module)
+        tensors = []
+        for local in forward_tensor_names(module):
+            tensor = getattr(module, local).detach()
+            counts = scan(tensor)
+            tensors.append(TensorStats(local, list(tensor.shape), _dtype(tensor.dtype), tensor.numel(),
+                                       counts.zeros, local in hooks, counts.nonfinite))
+        modules.append(ModuleInfo(
+            name=name, type=type_names(module)[0], inferred=hasattr(module, "kind"),
+            parameters=[ParameterInfo(n, list(p.shape), _dtype(p.dtype), str(p.device), p.numel(), p.requires_grad)
+                        for n, p in module._parameters.items() if p is not None],
+            buffers=[BufferInfo(n, list(b.shape), _dtype(b.dtype), str(b.device), b.numel(),
+                                n not in module._non_persistent_buffers_set)
+                     for n, b in module._buffers.items() if b is not None],
+            hooks=module_hooks(module), tensors=tensors,
+        ))
+    return ModelReport(source or {}, modules)

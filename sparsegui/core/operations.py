@@ -1,27 +1,63 @@
-"""The pruning operations themselves: validate every target first, then call ``torch.nn.utils.prune``.
+"""Computing an operation without changing anything: validate every target, then work out each target's next state.
 
-These functions mutate the model; :class:`~sparsegui.core.document.Document` wraps them in snapshots so that a
-failure, a cancel, undo and redo all restore the exact previous state.
+Each function takes the model's :class:`~sparsegui.core.structure.ModelStructure` and current
+:class:`~sparsegui.core.state.ModelState` and returns a :class:`Change` — the new states of the touched tensors and
+the new layouts of their modules. Nothing the caller holds is modified, so this can run in a worker thread while
+views read the current state; :meth:`~sparsegui.core.document.Document.commit` then applies the change.
+
+The masks are torch's own: each target is put in torch's form on a throw-away module holding only that tensor
+(:func:`~sparsegui.core.torchform.scratch_module`) and pruned by the very ``torch.nn.utils.prune`` function (or
+plugin ``apply``) the user chose. L1 and random unstructured pruning of big tensors take the streaming paths of
+:mod:`sparsegui.core.fastprune` instead, which give the same masks without torch's full-size temporaries.
 """
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import reduce
+from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
 from torch.nn.utils import prune
 
 from sparsegui.core import fastprune
 from sparsegui.core.amounts import check_amount_fits, check_amount_value, check_dim, check_n
-from sparsegui.core.errors import PruneError
-from sparsegui.core.inspection import count_zeros
-from sparsegui.core.methods import GLOBAL_METHODS, MethodSpec
+from sparsegui.core.bitmask import check_binary
+from sparsegui.core.errors import LoadError, PruneError, SparseGUIError
+from sparsegui.core.loading.masks import load_masks
+from sparsegui.core.methods import GLOBAL_METHODS, MethodSpec, resolve_method
+from sparsegui.core.names import split
 from sparsegui.core.progress import CancelToken, ProgressCallback, check, report
-from sparsegui.core.pruned import current_mask, held_product, pruning_hooks
-from sparsegui.core.targets import TensorRef
+from sparsegui.core.state import Baked, ModelState, ModuleLayout, PackedCustomMask, Pruning, TensorState
+from sparsegui.core.steps import GlobalStep, PruneStep, RemoveStep, Step, resolved
+from sparsegui.core.structure import ModelStructure
+from sparsegui.core.targets import resolve_targets
+from sparsegui.core.torchform import capture, scratch_module
+
+MaskSource = str | Path | Mapping[str, torch.Tensor] | torch.Tensor | None
+
+
+@dataclass
+class Change:
+    """An operation worked out but not applied: the step as history records it, the state it was computed from and
+    the new states of the tensors it touches (canonical names, in the order they were pruned)."""
+
+    step: Step
+    base: ModelState
+    tensors: dict[str, TensorState]
+    layouts: dict[str, ModuleLayout]
+
+    @property
+    def label(self) -> str:
+        return self.step.label()
+
+    @property
+    def touched(self) -> list[str]:
+        return list(self.tensors)
 
 
 @contextmanager
@@ -36,44 +72,8 @@ def seeded(seed: int | None, device: torch.device) -> Iterator[None]:
         yield
 
 
-def target_tensor(module: nn.Module, name: str) -> torch.Tensor:
-    """The tensor pruning acts on: the original values (``X_orig``) once pruned."""
-    param = module._parameters.get(name + "_orig") if name in pruning_hooks(module) else None
-    tensor = param if param is not None else getattr(module, name)
-    assert isinstance(tensor, torch.Tensor)
-    return tensor
-
-
-def make_contiguous(module: nn.Module, name: str) -> None:
-    """``l1_unstructured`` and friends call ``.view(-1)``; real checkpoints hold non-contiguous tensors.
-
-    For a pruned tensor the mask buffer and the derived ``X = X_orig * X_mask`` must be contiguous too
-    (``global_unstructured`` flattens both with ``parameters_to_vector``).
-    """
-    hook = pruning_hooks(module).get(name)
-    key = name + "_orig" if hook is not None else name
-    param = module._parameters.get(key)
-    changed = False
-    if param is not None and not param.is_contiguous():
-        param.data = param.data.contiguous()
-        changed = True
-    if hook is not None:
-        mask = module._buffers.get(name + "_mask")
-        if mask is not None and not mask.is_contiguous():
-            module._buffers[name + "_mask"] = mask.contiguous()
-            changed = True
-        derived = getattr(module, name, None)
-        if changed or (isinstance(derived, torch.Tensor) and not derived.is_contiguous()):
-            setattr(module, name, hook.apply_mask(module))
-
-
-def prune_settings(
-    spec: MethodSpec,
-    amount: object = None,
-    n: object = None,
-    dim: object = None,
-    params: Mapping[str, Any] | None = None,
-) -> dict[str, Any]:
+def prune_settings(spec: MethodSpec, amount: object = None, n: object = None, dim: object = None,
+                   params: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Check the settings a method takes and return its keyword arguments (no tensor needed yet)."""
     kwargs: dict[str, Any] = {}
     if spec.takes_amount:
@@ -99,126 +99,217 @@ def prune_settings(
     return kwargs
 
 
-def validate_target(module: nn.Module, ref: TensorRef, spec: MethodSpec, kwargs: Mapping[str, Any]) -> None:
+def validate_target(name: str, ts: TensorState, kwargs: Mapping[str, Any]) -> None:
     """Refuse settings that cannot apply to this tensor, naming the value and the tensor."""
-    tensor = target_tensor(module, ref.tensor)
+    shape = ts.values.shape
     if "dim" in kwargs:
-        dim = check_dim(kwargs["dim"], tensor, ref.qualname)
+        dim = check_dim(kwargs["dim"], shape, name)
         if "amount" in kwargs:
-            check_amount_fits(kwargs["amount"], tensor.shape[dim], f"channels along dim {dim} of {ref.qualname}")
+            check_amount_fits(kwargs["amount"], shape[dim], f"channels along dim {dim} of {name}")
     elif "amount" in kwargs:
-        mask = current_mask(module, ref.tensor)
-        remaining = mask.numel() - count_zeros(mask.detach()) if mask is not None else tensor.numel()
-        what = f"unpruned entries of {ref.qualname}" if mask is not None else f"entries of {ref.qualname}"
-        check_amount_fits(kwargs["amount"], remaining, what)
+        if ts.pruning is not None:
+            check_amount_fits(kwargs["amount"], ts.pruning.mask.kept, f"unpruned entries of {name}")
+        else:
+            check_amount_fits(kwargs["amount"], ts.numel, f"entries of {name}")
 
 
-def apply_method(
-    module: nn.Module, name: str, spec: MethodSpec, kwargs: Mapping[str, Any], mask: torch.Tensor | None
-) -> None:
+def _layouts(structure: ModelStructure, state: ModelState, names: Sequence[str], removing: bool = False
+             ) -> dict[str, ModuleLayout]:
+    layouts: dict[str, ModuleLayout] = {}
+    for name in names:
+        slot = structure.tensors[name]
+        layout = layouts.get(slot.module) or state.layouts.get(slot.module) or structure.modules[slot.module].layout()
+        if removing:
+            layouts[slot.module] = layout.removed(slot.local)
+        else:
+            layouts[slot.module] = layout.pruned(slot.local, first=state.tensors[name].pruning is None)
+    return layouts
+
+
+def _failure(what: str, name: str, exc: Exception) -> SparseGUIError:
+    if isinstance(exc, SparseGUIError):
+        return exc
+    detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return PruneError(f"{what} failed on {name}; nothing changed ({type(exc).__name__}: {detail})")
+
+
+# -- per-tensor pruning ----------------------------------------------------------------------------------------------
+def _apply(spec: MethodSpec, module: torch.nn.Module, local: str, kwargs: Mapping[str, Any],
+           mask: torch.Tensor | None) -> None:
     """Prune one tensor through torch's functional API (built-ins) or ``cls.apply`` (plugins)."""
-    make_contiguous(module, name)
-    if spec.cls is prune.L1Unstructured and spec.origin == "torch" and fastprune.supports([getattr(module, name)]):
-        fastprune.l1_unstructured(module, name, kwargs["amount"])
-    elif spec.name == "custom_from_mask":
+    if spec.name == "custom_from_mask":
         assert mask is not None
-        prune.custom_from_mask(module, name, mask)
+        prune.custom_from_mask(module, local, mask)
     elif spec.origin == "torch":
-        getattr(prune, spec.name)(module, name, **kwargs)
+        getattr(prune, spec.name)(module, local, **kwargs)
     else:
-        spec.cls.apply(module, name, **kwargs)
+        spec.cls.apply(module, local, **kwargs)
 
 
-def prune_each(
-    modules: Mapping[str, nn.Module],
-    refs: Sequence[TensorRef],
-    spec: MethodSpec,
-    kwargs: Mapping[str, Any],
-    masks: Mapping[str, torch.Tensor] | None,
-    progress: ProgressCallback | None,
-    cancel: CancelToken | None,
-) -> None:
-    for i, ref in enumerate(refs):
-        check(cancel)
-        report(progress, i / len(refs), f"{spec.name} {ref.qualname}")
-        module = modules[ref.module]
-        mask = None
-        if masks is not None:
-            mask = masks[ref.qualname].to(device=target_tensor(module, ref.tensor).device)
-        apply_method(module, ref.tensor, spec, kwargs, mask)
+def _fast(spec: MethodSpec, values: torch.Tensor) -> str | None:
+    if spec.origin != "torch":
+        return None
+    if spec.cls is prune.L1Unstructured and fastprune.supports([values]):
+        return "l1"
+    if spec.cls is prune.RandomUnstructured and fastprune.supports([values], random=True):
+        return "random"
+    return None
+
+
+def prune_one(name: str, ts: TensorState, spec: MethodSpec, kwargs: Mapping[str, Any],
+              mask: torch.Tensor | None = None) -> TensorState:
+    """The state of tensor ``name`` after ``prune.<spec>(…)`` on it; ``ts`` is left as it is."""
+    values = ts.values.tensor()
+    fast = _fast(spec, values)
+    if fast is not None:
+        entry = fastprune.Entry(values.contiguous(), None if ts.pruning is None else ts.pruning.mask)
+        select = fastprune.l1_masks if fast == "l1" else fastprune.random_masks
+        bits = select([entry], kwargs["amount"])[0]
+        method = spec.cls(kwargs["amount"])
+        prior = ts.pruning.methods if ts.pruning is not None else ()
+        return TensorState(ts.values, Pruning(bits, values.dtype, (*prior, method)))
+    local = split(name)[1]
+    # torch's methods call .view(-1), and checkpoints hold non-contiguous tensors: give them a contiguous copy
+    module = scratch_module(local, ts, values.contiguous())
+    try:
+        _apply(spec, module, local, kwargs, mask)
+        return capture(module, local, ts, name)
+    except Exception as exc:
+        raise _failure(spec.name, name, exc) from exc
+
+
+def plan_prune(structure: ModelStructure, state: ModelState, step: PruneStep, masks: MaskSource = None,
+               base_dir: Path | None = None, device: torch.device | None = None,
+               progress: ProgressCallback | None = None, cancel: CancelToken | None = None) -> Change:
+    """Prune each target with ``step.method``. Nothing changes unless every target validates and prunes."""
+    spec = resolve_method(step.method, base_dir)
+    kwargs = prune_settings(spec, step.amount, step.n, step.dim, step.params)
+    names = resolve_targets(structure, state, step.targets, step.types)
+    for name in names:
+        validate_target(name, state.tensors[name], kwargs)
+    given: dict[str, torch.Tensor] = {}
+    mask_path = None
+    if spec.takes_mask:
+        source: MaskSource = masks if masks is not None else step.mask
+        given = _masks_for(structure, state, names, source, base_dir)
+        if isinstance(source, (str, Path)):
+            mask_path = str((Path(source) if base_dir is None else base_dir / source).resolve())
+    elif masks is not None or step.mask is not None:
+        raise PruneError(f"{spec.name} takes no mask")
+    seed = step.seed
+    if seed is None and (spec.random or spec.origin != "torch"):
+        seed = secrets.randbelow(2**31)
+    tensors: dict[str, TensorState] = {}
+    with seeded(seed, device or torch.device("cpu")):
+        for i, name in enumerate(names):
+            check(cancel)
+            report(progress, i / len(names), f"{spec.name} {name}")
+            ts = state.tensors[name]
+            mask = given.get(name)
+            if mask is not None:
+                mask = mask.to(device=ts.values.device)
+            tensors[name] = prune_one(name, ts, spec, kwargs, mask)
     report(progress, 1.0, "done")
+    record = resolved(step, names, method=spec.name, seed=seed, mask=mask_path, params=dict(step.params))
+    return Change(record, state, tensors, _layouts(structure, state, names))
 
 
-def validate_masks(
-    modules: Mapping[str, nn.Module], refs: Sequence[TensorRef], masks: Mapping[str, torch.Tensor]
-) -> None:
-    for ref in refs:
-        if ref.qualname not in masks:
-            raise PruneError(f"the mask file has no mask for {ref.qualname}")
-        tensor = target_tensor(modules[ref.module], ref.tensor)
-        mask = masks[ref.qualname]
-        if tuple(mask.shape) != tuple(tensor.shape):
-            raise PruneError(
-                f"mask for {ref.qualname} has shape {list(mask.shape)}, the tensor has {list(tensor.shape)}"
-            )
+def _masks_for(structure: ModelStructure, state: ModelState, names: Sequence[str], mask: MaskSource,
+               base_dir: Path | None) -> dict[str, torch.Tensor]:
+    if mask is None:
+        raise PruneError("custom_from_mask needs a mask (a file or a tensor)")
+    if isinstance(mask, (str, Path)):
+        path = Path(mask) if base_dir is None else base_dir / mask
+        try:
+            loaded = load_masks(path)
+        except LoadError as exc:
+            raise PruneError(str(exc)) from exc
+    elif isinstance(mask, torch.Tensor):
+        loaded = {"": mask}
+    else:
+        loaded = dict(mask)
+    if set(loaded) == {""}:
+        if len(names) != 1:
+            raise PruneError("a single mask tensor can only prune one target; use a dict keyed by tensor name")
+        loaded = {names[0]: loaded[""]}
+    by_canonical = {structure.canonical.get(key, key): value for key, value in loaded.items()}
+    for name in names:
+        if name not in by_canonical:
+            raise PruneError(f"the mask file has no mask for {name}")
+        tensor = by_canonical[name]
+        shape = state.tensors[name].values.shape
+        if tuple(tensor.shape) != shape:
+            raise PruneError(f"mask for {name} has shape {list(tensor.shape)}, the tensor has {list(shape)}")
+        check_binary(name, tensor)
+    return by_canonical
 
 
-def global_prune(
-    modules: Mapping[str, nn.Module],
-    refs: Sequence[TensorRef],
-    method: str,
-    amount: object,
-    progress: ProgressCallback | None,
-    cancel: CancelToken | None,
-) -> None:
-    """``prune.global_unstructured`` over ``refs`` (one threshold for all of them)."""
-    if method not in GLOBAL_METHODS:
-        raise PruneError(f"global pruning method {method!r} must be one of: {', '.join(GLOBAL_METHODS)}")
-    value = check_amount_value(amount)
-    pairs = [(modules[r.module], r.tensor) for r in refs]
-    total = sum(target_tensor(m, n).numel() for m, n in pairs)
-    check_amount_fits(value, total, "entries in the chosen tensors")
-    devices = {target_tensor(m, n).device for m, n in pairs}
-    if len(devices) > 1:
-        raise PruneError(f"global pruning needs all tensors on one device (found {sorted(map(str, devices))})")
+# -- global pruning --------------------------------------------------------------------------------------------------
+def plan_global(structure: ModelStructure, state: ModelState, step: GlobalStep, device: torch.device | None = None,
+                progress: ProgressCallback | None = None, cancel: CancelToken | None = None) -> Change:
+    """``prune.global_unstructured`` over the targets: one threshold (or one random draw) for all of them."""
+    if step.method not in GLOBAL_METHODS:
+        raise PruneError(f"global pruning method {step.method!r} must be one of: {', '.join(GLOBAL_METHODS)}")
+    value = check_amount_value(step.amount)
+    names = resolve_targets(structure, state, step.targets, step.types)
+    states = [state.tensors[n] for n in names]
+    check_amount_fits(value, sum(ts.numel for ts in states), "entries in the chosen tensors")
+    values = [ts.values.tensor() for ts in states]
+    if len({v.device for v in values}) > 1:
+        raise PruneError(f"global pruning needs all tensors on one device (found {sorted({str(v.device) for v in values})})")
+    seed = step.seed
+    random = step.method == "random_unstructured"
+    if seed is None and random:
+        seed = secrets.randbelow(2**31)
     check(cancel)
-    report(progress, 0.0, f"global {method} over {len(refs)} tensors")
-    for module, name in pairs:
-        make_contiguous(module, name)
-    if method == "l1_unstructured" and fastprune.supports([getattr(m, n) for m, n in pairs]):
-        fastprune.global_l1_unstructured(pairs, value, progress, cancel)
-        return
-    prune.global_unstructured(pairs, pruning_method=GLOBAL_METHODS[method], amount=value)
+    report(progress, 0.0, f"global {step.method} over {len(names)} tensors")
+    with seeded(seed, device or torch.device("cpu")):
+        if fastprune.supports(values, random=random):
+            tensors = _global_fast(names, states, values, value, random, progress, cancel)
+        else:
+            tensors = _global_torch(names, states, GLOBAL_METHODS[step.method], value)
     report(progress, 1.0, "done")
+    return Change(resolved(step, names, seed=seed), state, tensors, _layouts(structure, state, names))
 
 
-def remove_each(
-    modules: Mapping[str, nn.Module],
-    refs: Sequence[TensorRef],
-    progress: ProgressCallback | None,
-    cancel: CancelToken | None,
-) -> None:
-    for i, ref in enumerate(refs):
+def _global_fast(names: Sequence[str], states: Sequence[TensorState], values: Sequence[torch.Tensor],
+                 amount: float | int, random: bool, progress: ProgressCallback | None,
+                 cancel: CancelToken | None) -> dict[str, TensorState]:
+    entries = [fastprune.Entry(v.contiguous(), None if ts.pruning is None else ts.pruning.mask)
+               for v, ts in zip(values, states, strict=True)]
+    select = fastprune.random_masks if random else fastprune.l1_masks
+    masks = select(entries, amount, progress, cancel)
+    dtype = reduce(torch.promote_types, [v.dtype for v in values])
+    tensors = {}
+    for name, ts, v, bits in zip(names, states, values, masks, strict=True):
+        prior = ts.pruning.methods if ts.pruning is not None else ()
+        tensors[name] = TensorState(ts.values, Pruning(bits, v.dtype, (*prior, PackedCustomMask(bits, dtype))))
+    return tensors
+
+
+def _global_torch(names: Sequence[str], states: Sequence[TensorState], cls: type[prune.BasePruningMethod],
+                  amount: float | int) -> dict[str, TensorState]:
+    pairs = [(scratch_module(split(name)[1], ts, ts.values.tensor().contiguous()), split(name)[1])
+             for name, ts in zip(names, states, strict=True)]
+    try:
+        prune.global_unstructured(pairs, pruning_method=cls, amount=amount)
+        return {name: capture(module, local, ts, name)
+                for (module, local), name, ts in zip(pairs, names, states, strict=True)}
+    except Exception as exc:
+        raise _failure(f"global {cls.__name__}", f"{len(names)} tensors", exc) from exc
+
+
+# -- remove ----------------------------------------------------------------------------------------------------------
+def plan_remove(structure: ModelStructure, state: ModelState, step: RemoveStep,
+                progress: ProgressCallback | None = None, cancel: CancelToken | None = None) -> Change:
+    """``prune.remove`` each pruned target: ``X`` becomes a plain tensor holding ``X_orig * X_mask`` for good."""
+    names = resolve_targets(structure, state, step.targets, step.types, pruned_only=True)
+    tensors = {}
+    for i, name in enumerate(names):
         check(cancel)
-        report(progress, i / len(refs), f"remove {ref.qualname}")
-        remove_pruning(modules[ref.module], ref.tensor)
+        report(progress, i / len(names), f"remove {name}")
+        ts = state.tensors[name]
+        assert ts.pruning is not None
+        tensors[name] = TensorState(Baked(ts.values, ts.pruning.mask))
     report(progress, 1.0, "done")
-
-
-def remove_pruning(module: nn.Module, name: str) -> None:
-    """``prune.remove(module, name)``, without computing ``X_orig * X_mask`` a second time: the ``X`` the hook holds
-    (:func:`~sparsegui.core.pruned.held_product`) becomes the parameter's data, as in torch. Without one, torch's
-    own ``remove`` runs."""
-    hook = pruning_hooks(module).get(name)
-    held = held_product(module, name)
-    orig = module._parameters.get(name + "_orig")
-    if hook is None or held is None or orig is None:
-        prune.remove(module, name)
-        return
-    key = next(k for k, h in module._forward_pre_hooks.items() if h is hook)
-    delattr(module, name)
-    orig.data = held.detach()
-    del module._parameters[name + "_orig"]
-    del module._buffers[name + "_mask"]
-    setattr(module, name, orig)
-    del module._forward_pre_hooks[key]
+    return Change(resolved(step, names), state, tensors, _layouts(structure, state, names, removing=True))

@@ -99,3 +99,14 @@ def method_history(hook: prune.BasePruningMethod) -> list[dict[str, object]]:
     if isinstance(hook, prune.PruningContainer):
         return [method_record(m) for m in hook._pruning_methods]
     return [method_record(hook)]
+
+
+def masks_dict(model: nn.Module) -> dict[str, torch.Tensor]:
+    """Each pruned tensor's mask of a torch-form ``model`` as a bool tensor, keyed by the qualified tensor name."""
+    masks = {}
+    for module_name, module in model.named_modules():
+        for tensor in pruning_hooks(module):
+            mask = module._buffers[tensor + "_mask"]
+            assert mask is not None
+            masks[f"{module_name}.{tensor}" if module_name else tensor] = mask.detach().ne(0).cpu()
+    return masks

@@ -15,6 +15,7 @@ from sparsegui import __version__
 from sparsegui.core.errors import Cancelled, RecipeError, SparseGUIError
 from sparsegui.core.export.atomic import atomic_write
 from sparsegui.core.progress import CancelToken, ProgressCallback, check, report
+from sparsegui.core.steps import step_from_json
 
 if TYPE_CHECKING:
     from sparsegui.core.document import Document
@@ -27,12 +28,12 @@ ALLOWED_KEYS = {
 }
 
 
-def recipe_from_history(doc: Document) -> dict[str, Any]:
+def recipe_from_steps(steps: list[dict[str, Any]]) -> dict[str, Any]:
     return {
         "format": RECIPE_FORMAT,
         "version": 1,
         "producer": f"sparsegui {__version__}",
-        "steps": [dict(c.step) for c in doc.history.done()],
+        "steps": [dict(step) for step in steps],
     }
 
 
@@ -84,20 +85,7 @@ def validate_recipe(recipe: object) -> list[dict[str, Any]]:
 
 
 def _run_step(doc: Document, step: Mapping[str, Any], base_dir: Path | None, cancel: CancelToken | None) -> None:
-    op = step["op"]
-    types = step.get("types")
-    if op == "prune":
-        doc.prune(
-            step["method"], step["targets"], types=types, amount=step.get("amount"), n=step.get("n"),
-            dim=step.get("dim"), seed=step.get("seed"), params=step.get("params"), mask=step.get("mask"),
-            base_dir=base_dir, cancel=cancel,
-        )
-    elif op == "global":
-        doc.global_prune(
-            step["method"], step["targets"], step["amount"], types=types, seed=step.get("seed"), cancel=cancel
-        )
-    else:
-        doc.remove(step["targets"], types=types, cancel=cancel)
+    doc.apply(step_from_json(step), base_dir=base_dir, cancel=cancel)
 
 
 def apply_recipe(

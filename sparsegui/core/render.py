@@ -20,8 +20,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from sparsegui.core.inspection import count_zeros
+from sparsegui.core.bitmask import BitMask
 from sparsegui.core.pruned import current_mask, pruning_hooks
+from sparsegui.core.state import ModelState, count_zeros
+from sparsegui.core.structure import ModelStructure
 
 MODES = ("mask", "magnitude", "effective")
 MAX_ROWS = 2048
@@ -203,9 +205,31 @@ def tensor_parts(module: nn.Module, name: str) -> tuple[torch.Tensor, torch.Tens
     return tensor.detach(), mask
 
 
+def state_parts(structure: ModelStructure, state: ModelState, path: str, local: str
+                ) -> tuple[torch.Tensor, BitMask | torch.Tensor | None]:
+    """``(values, mask)`` for local tensor ``local`` of module ``path`` in ``state``, as :func:`tensor_parts` gives
+    them for the module in torch's form: for a pruned ``X`` or its ``X_orig``, the values and the mask; for
+    ``X_mask``, the mask's values and the mask; for anything else the tensor and None."""
+    slot = structure.modules[path]
+    canonical = structure.slots.get((path, local.removesuffix("_orig"))) or structure.slots.get((path, local))
+    if canonical is not None:
+        ts = state.tensors[canonical]
+        return ts.values.tensor(), None if ts.pruning is None else ts.pruning.mask
+    base = local.removesuffix("_mask")
+    canonical = structure.slots.get((path, base))
+    if canonical is not None and local.endswith("_mask") and state.tensors[canonical].pruning is not None:
+        pruning = state.tensors[canonical].pruning
+        assert pruning is not None
+        return pruning.mask.as_dtype(pruning.mask_dtype), pruning.mask
+    buffer = next((b for b in slot.buffers if b.name == local), None)
+    if buffer is None:
+        raise TypeError(f"{local!r} of {slot.type_name} is not a tensor")
+    return buffer.tensor, None
+
+
 def render_values(
     values: torch.Tensor,
-    mask: torch.Tensor | None = None,
+    mask: torch.Tensor | BitMask | None = None,
     mode: str = "mask",
     *,
     max_rows: int = MAX_ROWS,
@@ -222,7 +246,10 @@ def render_values(
     layout = make_layout(values.shape, gaps=gaps, max_rows=max_rows, max_cols=max_cols)
     row_step, col_step = -(-layout.rows // max_rows), -(-layout.cols // max_cols)
     cpu = values.detach().cpu()
-    mask_np = None if mask is None else mask.detach().cpu().float().numpy()
+    if isinstance(mask, BitMask):
+        mask_np: np.ndarray | None = mask.numpy()
+    else:
+        mask_np = None if mask is None else mask.detach().cpu().float().numpy()
     signed = False
     if mode == "mask":
         kept = np.ones(tuple(cpu.shape), dtype=bool) if mask_np is None else mask_np != 0
@@ -288,9 +315,13 @@ def pruning_threshold(module: nn.Module, name: str) -> float | None:
     return masked_threshold(orig, mask)
 
 
-def masked_threshold(values: torch.Tensor, mask: torch.Tensor) -> float | None:
+def masked_threshold(values: torch.Tensor, mask: torch.Tensor | BitMask) -> float | None:
     """The largest ``|values|`` where ``mask`` is 0 (NaN if one of those is NaN); None when nothing is masked."""
-    if mask.numel() == 0 or float(mask.min()) != 0:  # masks hold 0 and 1: no zero, nothing pruned
+    if isinstance(mask, BitMask):
+        if mask.zeros == 0:
+            return None
+        mask = mask.bool_tensor()
+    elif mask.numel() == 0 or float(mask.min()) != 0:  # masks hold 0 and 1: no zero, nothing pruned
         return None
     # torch releases the GIL here (numpy's boolean assignment does not): this may run beside the UI thread
     return float(values.detach().abs().masked_fill_(mask != 0, 0).max())
@@ -311,16 +342,16 @@ class Histogram:
     threshold: float | None
 
 
-def magnitude_histogram(values: torch.Tensor, mask: torch.Tensor | None, bins: int = 100, *,
+def magnitude_histogram(values: torch.Tensor, mask: torch.Tensor | BitMask | None, bins: int = 100, *,
                         sample_limit: int = 1 << 22, threshold: bool = False) -> Histogram:
     """Histogram of ``|values|`` (an even sample of at most about ``sample_limit`` values: an odd stride does not
     lock onto the columns of a matrix) and of its entries where ``mask`` is 0. Reads the model, changes nothing:
     safe to run off the UI thread."""
-    flat = values.detach().cpu().float().reshape(-1)
+    flat = values.detach().reshape(-1)
     numel = flat.numel()
     step = max(1, math.ceil(numel / sample_limit))
     step += step > 1 and step % 2 == 0
-    magnitudes = flat[::step].abs().numpy()
+    magnitudes = flat[::step].cpu().float().abs().numpy()
     finite = magnitudes[np.isfinite(magnitudes)]
     top = float(finite.max()) if finite.size else 0.0
     span = (0.0, top if top > 0 else 1.0)
@@ -330,8 +361,13 @@ def magnitude_histogram(values: torch.Tensor, mask: torch.Tensor | None, bins: i
     pruned_counts = np.zeros_like(counts)
     limit = None
     if mask is not None:
-        flat_mask = mask.detach().cpu().reshape(-1)
-        pruned_total = count_zeros(flat_mask)
+        if isinstance(mask, BitMask):
+            pruned_total = mask.zeros
+            flat_mask = torch.from_numpy(mask.numpy().reshape(-1)) if pruned_total else \
+                torch.ones(numel, dtype=torch.bool)
+        else:
+            flat_mask = mask.detach().cpu().reshape(-1)
+            pruned_total = count_zeros(flat_mask)
         sample = magnitudes[(flat_mask[::step] == 0).numpy()]
         pruned_counts = np.histogram(sample[np.isfinite(sample)], bins, span)[0]
         if threshold and pruned_total:

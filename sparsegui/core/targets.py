@@ -1,4 +1,9 @@
-"""Naming tensors: qualified names (``layer1.0.conv1.weight``), glob patterns and module-type filters."""
+"""Naming tensors: qualified names (``layer1.0.conv1.weight``), glob patterns and module-type filters.
+
+Names resolve to canonical tensor names (a tied tensor's aliases resolve to it, once) in model order: modules in
+``named_modules`` order, and within a module the order torch keeps its parameters in (a pruned ``X`` moved to the
+end as ``X_orig``), which is the order torch's functions would meet them.
+"""
 
 from __future__ import annotations
 
@@ -7,10 +12,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 
-from torch import nn
-
 from sparsegui.core.errors import PruneError
-from sparsegui.core.pruned import forward_tensor_names, pruning_hooks
+from sparsegui.core.names import qualify, split
+from sparsegui.core.state import ModelState
+from sparsegui.core.structure import ModelStructure
 
 GLOB_CHARS = frozenset("*?[")
 
@@ -24,69 +29,62 @@ class TensorRef:
 
     @property
     def qualname(self) -> str:
-        return f"{self.module}.{self.tensor}" if self.module else self.tensor
+        return qualify(self.module, self.tensor)
 
     @classmethod
     def parse(cls, qualname: str) -> TensorRef:
-        module, _, tensor = qualname.rpartition(".")
+        module, tensor = split(qualname)
         return cls(module, tensor)
 
 
-def module_types(module: nn.Module) -> set[str]:
-    """Names a type filter matches: the class and its bases, and a rebuilt module's guessed kind."""
-    names = {c.__name__ for c in type(module).__mro__ if c not in (object, nn.Module)}
-    kind = getattr(module, "kind", None)
-    if isinstance(kind, str):
-        names.add(kind)
-    return names
+def named_tensors(structure: ModelStructure, state: ModelState) -> list[tuple[str, str]]:
+    """``(name, canonical name)`` of every forward tensor of every module, aliases included, in model order."""
+    found = []
+    for path, slot in structure.modules.items():
+        layout = state.layouts.get(path) or slot.layout()
+        for local in layout.forward_names(slot.empty):
+            canonical = structure.slots.get((path, local))
+            if canonical is not None:
+                found.append((qualify(path, local), canonical))
+    return found
 
 
-def module_type_name(module: nn.Module) -> str:
-    kind = getattr(module, "kind", None)
-    return kind if isinstance(kind, str) else type(module).__name__
-
-
-def all_tensors(model: nn.Module) -> list[TensorRef]:
-    """Every prunable tensor of the model, in module order."""
-    return [TensorRef(name, t) for name, module in model.named_modules() for t in forward_tensor_names(module)]
-
-
-def pruned_tensors(model: nn.Module) -> list[TensorRef]:
-    return [TensorRef(name, t) for name, module in model.named_modules() for t in pruning_hooks(module)]
+def model_order(structure: ModelStructure, state: ModelState) -> list[str]:
+    """Canonical tensor names in model order."""
+    return list(dict.fromkeys(canonical for _, canonical in named_tensors(structure, state)))
 
 
 def resolve_targets(
-    model: nn.Module,
+    structure: ModelStructure,
+    state: ModelState,
     patterns: Sequence[str],
     types: Iterable[str] | None = None,
     *,
     pruned_only: bool = False,
-) -> list[TensorRef]:
-    """Expand names and glob patterns to tensors, keeping the model's order; each pattern must match something."""
+) -> list[str]:
+    """Expand names and glob patterns to canonical tensor names in model order; each pattern must match something."""
     if isinstance(patterns, str) or not patterns:
         raise PruneError("targets must be a non-empty list of tensor names or patterns")
-    candidates = pruned_tensors(model) if pruned_only else all_tensors(model)
+    every = named_tensors(structure, state)
     wanted_types = set(types or ())
-    if wanted_types:
-        modules = dict(model.named_modules())
-        candidates = [ref for ref in candidates if module_types(modules[ref.module]) & wanted_types]
-    names = [ref.qualname for ref in candidates]
+    candidates = [(name, canonical) for name, canonical in every
+                  if (not pruned_only or state.tensors[canonical].pruned)
+                  and (not wanted_types or structure.modules[name.rpartition(".")[0]].types & wanted_types)]
     chosen: set[str] = set()
     for pattern in patterns:
         if not isinstance(pattern, str) or not pattern:
             raise PruneError(f"target {pattern!r} must be a tensor name such as 'conv1.weight'")
-        if GLOB_CHARS & set(pattern):
-            hits = [n for n in names if fnmatchcase(n, pattern)]
-        else:
-            hits = [pattern] if pattern in names else []
+        glob = bool(GLOB_CHARS & set(pattern))
+        hits = {canonical for name, canonical in candidates if (fnmatchcase(name, pattern) if glob else name == pattern)}
         if not hits:
-            raise PruneError(_no_match_message(model, pattern, names, wanted_types, pruned_only))
-        chosen.update(hits)
-    return [ref for ref in candidates if ref.qualname in chosen]
+            raise PruneError(_no_match_message(pattern, [n for n, _ in every], state, structure, wanted_types,
+                                               pruned_only))
+        chosen |= hits
+    return [name for name in dict.fromkeys(c for _, c in every) if name in chosen]
 
 
-def _no_match_message(model: nn.Module, pattern: str, names: list[str], types: set[str], pruned_only: bool) -> str:
-    every = [ref.qualname for ref in all_tensors(model)]
+def _no_match_message(pattern: str, every: list[str], state: ModelState, structure: ModelStructure,
+                      types: set[str], pruned_only: bool) -> str:
     if pruned_only and pattern in every:
         return f"target {pattern!r} is not pruned"
     if types and (pattern in every or any(fnmatchcase(n, pattern) for n in every)):

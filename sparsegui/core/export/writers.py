@@ -10,11 +10,12 @@ from typing import Any
 import h5py
 import torch
 from safetensors import safe_open
-from safetensors.torch import save_file
 
 from sparsegui import __version__
 from sparsegui.core.errors import ExportError
 from sparsegui.core.export.atomic import atomic_write
+from sparsegui.core.export.safetensors_out import write_safetensors
+from sparsegui.core.export.state import LazyTensors
 from sparsegui.core.h5format import FORMAT_NAME, FORMAT_VERSION, write_tensor
 from sparsegui.core.loading.safetensors_files import KEY_ORDER_METADATA
 from sparsegui.core.progress import CancelToken, ProgressCallback, check, report
@@ -32,15 +33,20 @@ def format_for(path: Path) -> str:
     return fmt
 
 
+def _all(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return state.materialized() if isinstance(state, LazyTensors) else dict(state)
+
+
 def _write_torch(path: Path, state: Mapping[str, torch.Tensor]) -> None:
+    data = _all(state)
     try:
-        torch.save(dict(state), str(path))
+        torch.save(data, str(path))
     except RuntimeError:
         # torch's file writer reports a full disk as "unexpected pos …"; written through a Python file, the same
         # failure carries its OSError (ENOSPC, EFBIG): write again that way to report the real cause
         with path.open("wb") as handle:
             try:
-                torch.save(dict(state), handle)
+                torch.save(data, handle)
             except RuntimeError as exc:
                 if isinstance(exc.__context__, OSError):
                     raise exc.__context__ from exc
@@ -52,24 +58,16 @@ def _verify_torch(path: Path, state: Mapping[str, torch.Tensor]) -> None:
     _same_keys(path, list(loaded), state)
 
 
-def _unshared(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """safetensors refuses tensors that share memory: give each its own contiguous storage."""
-    out: dict[str, torch.Tensor] = {}
-    seen: set[tuple[int, int]] = set()
-    for key, tensor in state.items():
-        tensor = tensor.detach().to("cpu")
-        ident = (tensor.untyped_storage().data_ptr(), tensor.untyped_storage().nbytes())
-        if ident in seen or not tensor.is_contiguous() or tensor.numel() * tensor.element_size() != ident[1]:
-            tensor = tensor.contiguous().clone()
-        seen.add((tensor.untyped_storage().data_ptr(), tensor.untyped_storage().nbytes()))
-        out[key] = tensor
-    return out
-
-
 def _write_safetensors(path: Path, state: Mapping[str, torch.Tensor], metadata: Mapping[str, str]) -> None:
+    """Tensor by tensor: a pruned tensor's product exists only while it is written."""
     meta = {"format": "pt", "producer": f"sparsegui {__version__}", KEY_ORDER_METADATA: json.dumps(list(state))}
     meta.update(metadata)
-    save_file(_unshared(state), str(path), metadata=meta)
+    keys = list(state)
+    if isinstance(state, LazyTensors):
+        shapes = {k: (state.info(k).dtype, state.info(k).shape) for k in keys}
+    else:
+        shapes = {k: (state[k].dtype, tuple(state[k].shape)) for k in keys}
+    write_safetensors(path, keys, shapes, state.__getitem__, meta)
 
 
 def _verify_safetensors(path: Path, state: Mapping[str, torch.Tensor]) -> None:

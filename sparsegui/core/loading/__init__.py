@@ -33,7 +33,7 @@ from sparsegui.core.loading.trusted import (
     require_trust,
 )
 from sparsegui.core.progress import CancelToken, ProgressCallback, check, report
-from sparsegui.core.safety import nonfinite_report, require_safe_torch
+from sparsegui.core.safety import require_safe_torch
 
 __all__ = ["Format", "LoadOptions", "LoadedModel", "SourceInfo", "load_demo", "load_model", "sniff"]
 
@@ -97,15 +97,14 @@ def load_model(
     """Open ``path`` as a model. Raises :class:`LoadError` (or :class:`TrustRequired`) with a one-line message,
     or :class:`~sparsegui.core.errors.Cancelled`.
 
-    The result's source warns about tensors holding NaN or Inf; ``source.digest()`` gives the file's SHA-256.
+    Nothing here reads every byte: counting zeros and NaN/Inf (:meth:`Document.scan`) and the file's SHA-256
+    (``source.digest()``) come later, when someone asks.
     """
     require_safe_torch()
     report(progress, 0.0, f"reading {Path(path).name}")
     loaded = _load_model(Path(path), options or LoadOptions())
     check(cancel)
-    warning = nonfinite_report(loaded.model, progress=progress, cancel=cancel)
-    if warning:
-        loaded.source.warnings.append(warning)
+    report(progress, 1.0, f"opened {Path(path).name}")
     return loaded
 
 

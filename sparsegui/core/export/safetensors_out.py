@@ -1,0 +1,80 @@
+"""Writing safetensors files one tensor at a time (``safetensors.torch.save_file`` needs every tensor at once).
+
+The format: an 8-byte little-endian header length, a JSON header mapping each name to its dtype, shape and byte
+range in the data section (plus ``__metadata__``), padded with spaces to a multiple of 8, then the data. Tensors
+are written in the order given, which is the order readers that follow the file (``safe_open.offset_keys``) see.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import struct
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import BinaryIO
+
+import torch
+
+from sparsegui.core.errors import ExportError
+
+DTYPES: dict[torch.dtype, str] = {
+    torch.float64: "F64", torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16",
+    torch.int64: "I64", torch.int32: "I32", torch.int16: "I16", torch.int8: "I8", torch.uint8: "U8",
+    torch.bool: "BOOL", torch.complex64: "C64",
+}
+for _name, _code in (("float8_e4m3fn", "F8_E4M3"), ("float8_e5m2", "F8_E5M2"), ("float8_e4m3fnuz", "F8_E4M3FNUZ"),
+                     ("float8_e5m2fnuz", "F8_E5M2FNUZ"), ("uint16", "U16"), ("uint32", "U32"), ("uint64", "U64")):
+    if isinstance(getattr(torch, _name, None), torch.dtype):
+        DTYPES[getattr(torch, _name)] = _code
+
+WRITE_BLOCK = 64 << 20
+
+
+def _code(key: str, dtype: torch.dtype) -> str:
+    code = DTYPES.get(dtype)
+    if code is None:
+        raise ExportError(f"{key}: safetensors cannot hold {str(dtype).removeprefix('torch.')} tensors")
+    return code
+
+
+def write_tensor_bytes(handle: BinaryIO, tensor: torch.Tensor) -> None:
+    """The tensor's bytes in C order, little-endian, in blocks (no second full-size copy for contiguous tensors)."""
+    flat = tensor.detach().to("cpu").contiguous().reshape(-1)
+    if flat.numel() == 0:
+        return
+    raw = flat.view(torch.uint8) if flat.dtype != torch.bool else flat.to(torch.uint8)
+    for start in range(0, raw.numel(), WRITE_BLOCK):
+        handle.write(raw[start : start + WRITE_BLOCK].numpy().tobytes())
+
+
+def header_bytes(entries: Sequence[tuple[str, torch.dtype, Sequence[int]]], metadata: Mapping[str, str]) -> bytes:
+    header: dict[str, object] = {}
+    if metadata:
+        header["__metadata__"] = dict(metadata)
+    offset = 0
+    for key, dtype, shape in entries:
+        size = math.prod(shape) * torch.empty(0, dtype=dtype).element_size()
+        header[key] = {"dtype": _code(key, dtype), "shape": list(shape), "data_offsets": [offset, offset + size]}
+        offset += size
+    text = json.dumps(header, separators=(",", ":")).encode("utf-8")
+    text += b" " * (-len(text) % 8)
+    return struct.pack("<Q", len(text)) + text
+
+
+def write_safetensors(path: Path, keys: Sequence[str], meta: Mapping[str, tuple[torch.dtype, Sequence[int]]],
+                      get: Callable[[str], torch.Tensor], metadata: Mapping[str, str],
+                      on_tensor: Callable[[int], None] | None = None) -> None:
+    """Write ``keys`` in order; ``meta[key]`` gives each one's dtype and shape up front (for the header) and
+    ``get(key)`` the tensor when its turn comes."""
+    header = header_bytes([(k, *meta[k]) for k in keys], metadata)
+    with path.open("wb") as handle:
+        handle.write(header)
+        for index, key in enumerate(keys):
+            tensor = get(key)
+            dtype, shape = meta[key]
+            if tensor.dtype != dtype or tuple(tensor.shape) != tuple(shape):
+                raise ExportError(f"{key}: expected {dtype} {list(shape)}, got {tensor.dtype} {list(tensor.shape)}")
+            write_tensor_bytes(handle, tensor)
+            if on_tensor is not None:
+                on_tensor(index)

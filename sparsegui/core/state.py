@@ -1,0 +1,369 @@
+"""The pruning state of a model, kept leanly and immutably.
+
+``torch.nn.utils.prune`` changes modules in place: ``X`` becomes the parameter ``X_orig``, a buffer ``X_mask`` (in
+``X``'s dtype), a forward-pre hook and a plain attribute ``X = X_orig * X_mask``. SparseGUI keeps the same facts as
+values that never change once made:
+
+- :class:`Values` — what ``X_orig`` (or an unpruned ``X``) holds: the original tensor as opened (memory-mapped where
+  the file allows), or the product a ``remove`` made permanent, computed when something needs it;
+- :class:`Pruning` — the mask (1 bit per entry, :class:`~sparsegui.core.bitmask.BitMask`), the dtype torch's mask
+  buffer has, and the pruning methods in the order applied (the hook torch would hold);
+- :class:`ModuleLayout` — the order of a module's parameters, buffers and pruning hooks as torch would leave them;
+- :class:`ModelState` — all of the above for a model at one moment.
+
+An operation computes new :class:`TensorState` objects from the current ones without changing anything, and the
+document then swaps the whole :class:`ModelState`: undo is taking the previous one back, and a view may read any
+state at any time from any thread. Zero counts are cached on the objects they describe.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch.nn.utils import prune
+
+from sparsegui.core.bitmask import CHUNK, BitMask
+
+
+@dataclass(frozen=True)
+class Scan:
+    """What one pass over a tensor found: entries equal to zero (``-0.0`` included, NaN not) and NaN/±Inf entries."""
+
+    zeros: int
+    nonfinite: int
+
+
+_NUMPY_DTYPES = frozenset({torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64, torch.float16,
+                           torch.float32, torch.float64})
+_CPU_COMPUTE = frozenset({torch.float16, torch.bfloat16, torch.float32, torch.float64, torch.complex64,
+                          torch.complex128, torch.bool, torch.uint8, torch.int8, torch.int16, torch.int32,
+                          torch.int64})
+
+
+def _computable(part: torch.Tensor) -> torch.Tensor:
+    """``part`` in a dtype the CPU computes on (float8 and other storage-only dtypes become float32)."""
+    if part.device.type == "cpu" and part.dtype not in _CPU_COMPUTE:
+        return part.to(torch.float32)
+    return part
+
+
+def _count_zeros(part: torch.Tensor) -> int:
+    if part.device.type == "cpu" and part.dtype in _NUMPY_DTYPES:
+        return part.numel() - int(np.count_nonzero(part.numpy()))
+    return part.numel() - int(torch.count_nonzero(part))
+
+
+def scan(tensor: torch.Tensor) -> Scan:
+    """Count zeros and NaN/Inf of ``tensor`` chunk by chunk (no full-size temporary)."""
+    if tensor.is_meta:
+        return Scan(0, 0)
+    flat = tensor.detach().reshape(-1)
+    floating = flat.is_floating_point() or flat.is_complex()
+    zeros = nonfinite = 0
+    for start in range(0, flat.numel(), CHUNK):
+        part = _computable(flat[start : start + CHUNK])
+        zeros += _count_zeros(part)
+        if floating:
+            nonfinite += part.numel() - int(torch.isfinite(part).sum())
+    return Scan(zeros, nonfinite)
+
+
+def count_zeros(tensor: torch.Tensor) -> int:
+    """Entries equal to zero (``-0.0`` included, NaN not)."""
+    return scan(tensor).zeros
+
+
+def masked_scan(values: torch.Tensor, mask: BitMask, known: Scan | None) -> Scan:
+    """The :class:`Scan` of ``mask * values`` without computing the product: a pruned entry is zero unless its value
+    is NaN or ±Inf (``0 × NaN`` is NaN), a kept entry is zero where its value is."""
+    if known is not None and known.nonfinite == 0 and known.zeros == 0:
+        return Scan(mask.zeros, 0)
+    flat = values.detach().reshape(-1)
+    zeros = nonfinite = 0
+    floating = flat.is_floating_point() or flat.is_complex()
+    for start, stop, keep in mask.chunks():
+        part = _computable(flat[start:stop])
+        kept = torch.from_numpy(keep)
+        if part.device.type != "cpu":
+            kept = kept.to(part.device)
+        finite = torch.isfinite(part) if floating else torch.ones_like(kept)
+        zeros += int(((part == 0) & kept).sum()) + int((finite & ~kept).sum())
+        nonfinite += part.numel() - int(finite.sum())
+    return Scan(zeros, nonfinite)
+
+
+class Values:
+    """What a tensor holds before any current mask: the original tensor, or a product made permanent by ``remove``."""
+
+    __slots__ = ("__weakref__", "_lock", "_scan")
+
+    def __init__(self) -> None:
+        self._scan: Scan | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        raise NotImplementedError
+
+    @property
+    def dtype(self) -> torch.dtype:
+        raise NotImplementedError
+
+    @property
+    def device(self) -> torch.device:
+        raise NotImplementedError
+
+    @property
+    def numel(self) -> int:
+        n = 1
+        for s in self.shape:
+            n *= s
+        return n
+
+    def tensor(self) -> torch.Tensor:
+        """The values (the original is shared, not copied; a product is computed now)."""
+        raise NotImplementedError
+
+    def scan(self) -> Scan:
+        """Zeros and NaN/Inf of the values (one pass, done once)."""
+        with self._lock:
+            if self._scan is None:
+                self._scan = self._known() or scan(self.tensor())
+            return self._scan
+
+    @property
+    def scanned(self) -> Scan | None:
+        """The :class:`Scan` if it is known without reading the tensor."""
+        return self._scan or self._known()
+
+    def _known(self) -> Scan | None:
+        return None
+
+
+class Holder:
+    """The original data of one tensor; a device move replaces :attr:`tensor` (every state sees the move)."""
+
+    __slots__ = ("tensor",)
+
+    def __init__(self, tensor: torch.Tensor) -> None:
+        self.tensor = tensor.detach()
+
+
+class Original(Values):
+    """The tensor as opened (memory-mapped where the file allows), held by a :class:`Holder`."""
+
+    __slots__ = ("holder",)
+
+    def __init__(self, holder: Holder) -> None:
+        super().__init__()
+        self.holder = holder
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.holder.tensor.shape)
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.holder.tensor.dtype
+
+    @property
+    def device(self) -> torch.device:
+        return self.holder.tensor.device
+
+    def tensor(self) -> torch.Tensor:
+        return self.holder.tensor
+
+
+class Baked(Values):
+    """``prune.remove`` made a mask permanent: the values are ``mask.to(dtype) * before`` (as torch's
+    ``apply_mask``), computed whenever they are needed."""
+
+    __slots__ = ("before", "mask")
+
+    def __init__(self, before: Values, mask: BitMask) -> None:
+        super().__init__()
+        self.before = before
+        self.mask = mask
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.before.shape
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.before.dtype
+
+    @property
+    def device(self) -> torch.device:
+        return self.before.device
+
+    def tensor(self) -> torch.Tensor:
+        before = self.before.tensor()
+        return self.mask.as_dtype(before.dtype, before.device) * before
+
+    def _known(self) -> Scan | None:
+        known = self.before.scanned
+        if known is not None and known.nonfinite == 0 and known.zeros == 0:
+            return Scan(self.mask.zeros, 0)
+        return None
+
+
+class PackedCustomMask:
+    """A ``CustomFromMask`` pruning method whose mask is kept as bits (``dtype`` is its tensor's dtype in torch)."""
+
+    __slots__ = ("dtype", "mask")
+
+    def __init__(self, mask: BitMask, dtype: torch.dtype) -> None:
+        self.mask = mask
+        self.dtype = dtype
+
+    def method(self, device: torch.device | None = None) -> prune.CustomFromMask:
+        return prune.CustomFromMask(self.mask.as_dtype(self.dtype, device))
+
+    def placeholder(self) -> prune.CustomFromMask:
+        """A ``CustomFromMask`` with a meta-device mask: enough to sit in a container, holding no memory."""
+        return prune.CustomFromMask(torch.empty(self.mask.shape, dtype=self.dtype, device="meta"))
+
+
+MethodEntry = prune.BasePruningMethod | PackedCustomMask
+
+
+def method_class(entry: MethodEntry) -> type[prune.BasePruningMethod]:
+    return prune.CustomFromMask if isinstance(entry, PackedCustomMask) else type(entry)
+
+
+@dataclass(frozen=True, eq=False)
+class Pruning:
+    """torch's reparametrization of one tensor: its mask, the mask buffer's dtype and the methods applied."""
+
+    mask: BitMask
+    mask_dtype: torch.dtype
+    methods: tuple[MethodEntry, ...]
+
+    @property
+    def hook_class(self) -> str:
+        return "PruningContainer" if len(self.methods) > 1 else method_class(self.methods[0]).__name__
+
+
+class TensorState:
+    """One prunable tensor at one moment: its values and, when pruned, its :class:`Pruning`."""
+
+    __slots__ = ("__weakref__", "_lock", "_scan", "pruning", "values")
+
+    def __init__(self, values: Values, pruning: Pruning | None = None) -> None:
+        self.values = values
+        self.pruning = pruning
+        self._scan: Scan | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def pruned(self) -> bool:
+        return self.pruning is not None
+
+    @property
+    def numel(self) -> int:
+        return self.values.numel
+
+    def effective(self) -> torch.Tensor:
+        """The tensor the forward uses: ``X_orig * X_mask`` (in ``X_orig``'s dtype, as torch) or the values."""
+        values = self.values.tensor()
+        if self.pruning is None:
+            return values
+        return self.pruning.mask.as_dtype(values.dtype, values.device) * values
+
+    def scan(self) -> Scan:
+        """Zeros and NaN/Inf of the effective tensor (counted once; from the mask alone when the values hold
+        neither zeros nor NaN/Inf)."""
+        with self._lock:
+            if self._scan is None:
+                known = self.scanned
+                if known is None:
+                    values = self.values.scan()
+                    known = values if self.pruning is None else \
+                        masked_scan(self.values.tensor(), self.pruning.mask, values)
+                self._scan = known
+            return self._scan
+
+    def zeros(self) -> int:
+        return self.scan().zeros
+
+    @property
+    def scanned(self) -> Scan | None:
+        """The :class:`Scan` if it is known without reading the tensor, else None."""
+        if self._scan is not None:
+            return self._scan
+        base = self.values.scanned
+        if base is None or self.pruning is None:
+            return base
+        if base.zeros == 0 and base.nonfinite == 0:
+            return Scan(self.pruning.mask.zeros, 0)
+        return None
+
+
+@dataclass(frozen=True)
+class ModuleLayout:
+    """The order torch leaves a module's parameters, buffers and pruning hooks in (its history decides it)."""
+
+    params: tuple[str, ...]
+    buffers: tuple[str, ...]
+    hooks: tuple[str, ...] = ()
+
+    def pruned(self, local: str, first: bool) -> ModuleLayout:
+        """After ``prune.*(module, local)``: the first time ``local`` moves to the end as ``local_orig`` and
+        ``local_mask`` is appended; every time the hook goes to the end of the hooks."""
+        params, buffers = self.params, self.buffers
+        if first:
+            params = tuple(p for p in params if p != local) + (local + "_orig",)
+            buffers = tuple(b for b in buffers if b != local + "_mask") + (local + "_mask",)
+        hooks = tuple(h for h in self.hooks if h != local) + (local,)
+        return ModuleLayout(params, buffers, hooks)
+
+    def removed(self, local: str) -> ModuleLayout:
+        """After ``prune.remove(module, local)``: ``local_orig`` goes, ``local`` is appended again, mask and hook
+        go."""
+        params = tuple(p for p in self.params if p != local + "_orig") + (local,)
+        buffers = tuple(b for b in self.buffers if b != local + "_mask")
+        hooks = tuple(h for h in self.hooks if h != local)
+        return ModuleLayout(params, buffers, hooks)
+
+    def forward_names(self, empty: frozenset[str] = frozenset()) -> list[str]:
+        """The module's forward tensors in torch's order (``X_orig`` of a pruned ``X`` listed as ``X``), leaving out
+        the ``empty`` (``None``) ones."""
+        hooked = set(self.hooks)
+        return [p[: -len("_orig")] if p.endswith("_orig") and p[: -len("_orig")] in hooked else p
+                for p in self.params if p not in empty]
+
+
+@dataclass(frozen=True, eq=False)
+class ModelState:
+    """Every prunable tensor's state (by canonical qualified name) and every module's layout (by module path)."""
+
+    tensors: Mapping[str, TensorState]
+    layouts: Mapping[str, ModuleLayout]
+    serial: int = field(default=0)
+
+    def with_changes(self, tensors: Mapping[str, TensorState], layouts: Mapping[str, ModuleLayout],
+                     serial: int) -> ModelState:
+        merged = dict(self.tensors)
+        merged.update(tensors)
+        merged_layouts = dict(self.layouts)
+        merged_layouts.update(layouts)
+        return ModelState(merged, merged_layouts, serial)
+
+    def pruned_names(self) -> list[str]:
+        return [name for name, ts in self.tensors.items() if ts.pruning is not None]
+
+    def changed_since(self, other: ModelState) -> list[str]:
+        """Tensors whose state object differs from ``other``'s."""
+        return [name for name, ts in self.tensors.items() if other.tensors.get(name) is not ts]
+
+    def masks(self) -> Iterable[BitMask]:
+        for ts in self.tensors.values():
+            if ts.pruning is not None:
+                yield ts.pruning.mask
+
+
