@@ -115,6 +115,11 @@ class BitMask:
             stop = min(start + size, self.numel)
             yield start, stop, self.chunk(start, stop)
 
+    def at(self, index: tuple[int, ...]) -> bool:
+        """Whether the entry at ``index`` is kept."""
+        flat = int(np.ravel_multi_index(index, self.shape)) if self.shape else 0
+        return bool((int(self._bits[flat // 8]) >> (flat % 8)) & 1)
+
     def __and__(self, other: BitMask) -> BitMask:
         if other.shape != self.shape:
             raise ValueError(f"masks of shapes {list(self.shape)} and {list(other.shape)} do not combine")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +33,6 @@ from sparsegui.core.steps import GlobalStep, PruneStep, RemoveStep, Step
 from sparsegui.core.structure import ModelStructure
 from sparsegui.core.targets import TensorRef, model_order, resolve_targets
 from sparsegui.core.torchform import dereparametrize, materialize_module
-
 
 NONFINITE_PREFIX = "NaN/Inf: "
 
@@ -70,7 +70,6 @@ class Document:
         self.device: torch.device = first.param.device if first is not None else torch.device("cpu")
         self._handed_out = False  # whether `model` was asked for: then it is kept in torch's form
         self._torch_form: ModelState | None = None  # the state the handed-out module shows
-        self._serial = 0
 
     @classmethod
     def open(cls, path: str | Path, options: LoadOptions | None = None, progress: ProgressCallback | None = None,
@@ -134,9 +133,11 @@ class Document:
 
     # -- changing ----------------------------------------------------------------------------------------------
     def plan(self, step: Step, *, masks: ops.MaskSource = None, base_dir: Path | None = None,
-             progress: ProgressCallback | None = None, cancel: CancelToken | None = None) -> ops.Change:
-        """Work ``step`` out against the current state without changing anything (any thread)."""
-        state = self.state
+             progress: ProgressCallback | None = None, cancel: CancelToken | None = None,
+             base: ModelState | None = None) -> ops.Change:
+        """Work ``step`` out against the current state (or ``base``, e.g. the state after earlier planned steps)
+        without changing anything (any thread)."""
+        state = self.state if base is None else base
         if isinstance(step, PruneStep):
             return ops.plan_prune(self.structure, state, step, masks, base_dir, self.device, progress, cancel)
         if isinstance(step, GlobalStep):
@@ -145,11 +146,18 @@ class Document:
 
     def commit(self, change: ops.Change) -> Command:
         """Apply a planned change (refused if the model changed since it was planned) and record it."""
-        if change.base is not self.state:
-            raise StaleChange(f"{change.label}: the model changed while it was being computed; nothing was applied")
-        self._serial += 1
-        after = change.base.with_changes(change.tensors, change.layouts, self._serial)
-        command = Command(change.step, change.base, after, change.touched)
+        return self.commit_all([change])
+
+    def commit_all(self, changes: Sequence[ops.Change], label: str | None = None) -> Command:
+        """Apply planned changes made one after the other (each on the state the previous one leads to) as one
+        undo step; refused, with nothing applied, if the model changed since the first was planned."""
+        if not changes:
+            raise PruneError("nothing to apply")
+        if changes[0].base is not self.state or any(b.base is not a.after for a, b in pairwise(changes)):
+            raise StaleChange(f"{changes[0].label}: the model changed while it was being computed; nothing was "
+                              "applied")
+        command = Command([c.step for c in changes], changes[0].base, changes[-1].after,
+                          [name for c in changes for name in c.touched], label)
         self.history.push(command)
         self._sync()
         return command
@@ -207,7 +215,6 @@ class Document:
         target = parse_device(device)
         if cancel is not None and cancel.cancelled:
             raise Cancelled("cancelled by the user; the model did not move")
-        previous = self.device
         holders = [slot.holder for slot in self.structure.tensors.values()]
         buffers = [(slot, b) for slot in self.structure.modules.values() for b in slot.buffers if b.tensor is not None]
         moved: list[tuple[Any, torch.Tensor]] = []
@@ -242,7 +249,8 @@ class Document:
             yield self._module
             return
         state = self.state
-        changed = [n for n, ts in state.tensors.items() if ts.pruning is not None or not isinstance(ts.values, Original)]
+        changed = [n for n, ts in state.tensors.items()
+                   if ts.pruning is not None or not isinstance(ts.values, Original)]
         slots = self.structure.tensors
         try:
             for name in changed:

@@ -9,7 +9,7 @@ says how many.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from sparsegui.core.state import Baked, ModelState, Values
@@ -26,15 +26,19 @@ def default_budget() -> int:
 
 
 class Command:
-    """A done operation: its recipe step, label, the tensors it touched and the states before and after it."""
+    """A done operation — one step, or several undone together (a recipe applied in the app) — with its recipe
+    steps, label, the tensors it touched and the states before and after it."""
 
-    def __init__(self, step: Step, before: ModelState, after: ModelState, touched: Iterable[str]) -> None:
-        self.op = step
-        self.step: dict[str, Any] = step.to_json()
-        self.label = step.label()
+    def __init__(self, steps: Sequence[Step], before: ModelState, after: ModelState, touched: Iterable[str],
+                 label: str | None = None) -> None:
+        self.ops = list(steps)
+        self.steps: list[dict[str, Any]] = [step.to_json() for step in steps]
+        self.step: dict[str, Any] = self.steps[-1]
+        """The (last) recipe step."""
+        self.label = label or steps[-1].label()
         self.before = before
         self.after = after
-        self.touched = list(touched)
+        self.touched = list(dict.fromkeys(touched))
 
 
 def _value_masks(values: Values, out: dict[int, int]) -> None:
@@ -89,7 +93,7 @@ class History:
             self._initial = oldest.after
             self._index -= 1
             self.dropped += 1
-            self.dropped_steps.append(oldest.step)
+            self.dropped_steps.extend(oldest.steps)
             if self._clean_index is not None:
                 self._clean_index = self._clean_index - 1 if self._clean_index > 0 else None
 
@@ -162,7 +166,7 @@ class History:
 
     def steps(self) -> list[dict[str, Any]]:
         """Every step applied since the model was opened (those past the budget too): what a recipe records."""
-        return [*self.dropped_steps, *(c.step for c in self.done())]
+        return [*self.dropped_steps, *(step for c in self.done() for step in c.steps)]
 
     @property
     def modified(self) -> bool:

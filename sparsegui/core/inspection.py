@@ -16,8 +16,8 @@ from torch.nn.utils import prune
 
 from sparsegui.core.names import qualify
 from sparsegui.core.pruned import forward_tensor_names, method_history, method_record, pruning_hooks
-from sparsegui.core.state import MethodEntry, PackedCustomMask, Pruning, TensorState, scan
-from sparsegui.core.structure import HOOK_DICTS, ModuleSlot, OtherHook, type_names
+from sparsegui.core.state import MethodEntry, ModelState, PackedCustomMask, Pruning, TensorState, scan
+from sparsegui.core.structure import HOOK_DICTS, ModelStructure, ModuleSlot, OtherHook, type_names
 
 if TYPE_CHECKING:
     from sparsegui.core.document import Document
@@ -180,15 +180,14 @@ def tensor_stats(name: str, ts: TensorState, pruned: bool, alias_of: str | None 
                        counts.nonfinite, alias_of)
 
 
-def inspect_module_of(doc: Document, path: str, counts: bool = True) -> ModuleInfo:
+def inspect_module_of(structure: ModelStructure, state: ModelState, path: str, device: str,
+                      counts: bool = True) -> ModuleInfo:
     """One module's report; ``counts=False`` leaves zeros and NaN/Inf at 0 (nothing is read)."""
-    structure, state = doc.structure, doc.state
     slot = structure.modules[path]
     layout = state.layouts.get(path) or slot.layout()
     names = {local: structure.slots[(path, local)] for local in slot.params if local not in slot.empty}
     hooked = set(layout.hooks)
     prunings = {local: state.tensors[names[local]].pruning for local in layout.hooks}
-    device = str(doc.device)
     parameters = []
     for pname in layout.params:
         local = pname[: -len("_orig")] if pname.endswith("_orig") and pname[: -len("_orig")] in hooked else pname
@@ -227,7 +226,9 @@ def inspect_module_of(doc: Document, path: str, counts: bool = True) -> ModuleIn
 
 def inspect_document(doc: Document, counts: bool = True) -> ModelReport:
     """A full report of the document's model (modules in ``named_modules`` order, the root named ``""``)."""
-    return ModelReport(doc.source.to_json(), [inspect_module_of(doc, path, counts) for path in doc.structure.modules])
+    state, device = doc.state, str(doc.device)
+    modules = [inspect_module_of(doc.structure, state, path, device, counts) for path in doc.structure.modules]
+    return ModelReport(doc.source.to_json(), modules)
 
 
 # -- from a module in torch's form -----------------------------------------------------------------------------------

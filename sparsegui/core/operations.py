@@ -16,7 +16,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import reduce
 from pathlib import Path
 from typing import Any
@@ -50,6 +50,10 @@ class Change:
     base: ModelState
     tensors: dict[str, TensorState]
     layouts: dict[str, ModuleLayout]
+    after: ModelState = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.after = self.base.with_changes(self.tensors, self.layouts)
 
     @property
     def label(self) -> str:
@@ -178,15 +182,50 @@ def prune_one(name: str, ts: TensorState, spec: MethodSpec, kwargs: Mapping[str,
         raise _failure(spec.name, name, exc) from exc
 
 
-def plan_prune(structure: ModelStructure, state: ModelState, step: PruneStep, masks: MaskSource = None,
-               base_dir: Path | None = None, device: torch.device | None = None,
-               progress: ProgressCallback | None = None, cancel: CancelToken | None = None) -> Change:
-    """Prune each target with ``step.method``. Nothing changes unless every target validates and prunes."""
+@dataclass
+class Checked:
+    """A step checked against a state: its method (per-tensor steps), keyword arguments and target names."""
+
+    spec: MethodSpec | None
+    kwargs: dict[str, Any]
+    names: list[str]
+
+
+def check_step(structure: ModelStructure, state: ModelState, step: Step, *, has_mask: bool = False,
+               base_dir: Path | None = None) -> Checked:
+    """Everything that can be checked without computing a mask (the one validator: the Prune panel calls it on
+    every change, planning calls it first). ``has_mask``: a mask is given besides ``step.mask``."""
+    if isinstance(step, RemoveStep):
+        return Checked(None, {}, resolve_targets(structure, state, step.targets, step.types, pruned_only=True))
+    if isinstance(step, GlobalStep):
+        if step.method not in GLOBAL_METHODS:
+            raise PruneError(f"global pruning method {step.method!r} must be one of: {', '.join(GLOBAL_METHODS)}")
+        value = check_amount_value(step.amount)
+        names = resolve_targets(structure, state, step.targets, step.types)
+        check_amount_fits(value, sum(state.tensors[n].numel for n in names), "entries in the chosen tensors")
+        devices = {state.tensors[n].values.device for n in names}
+        if len(devices) > 1:
+            raise PruneError(f"global pruning needs all tensors on one device (found {sorted(map(str, devices))})")
+        return Checked(None, {"amount": value}, names)
     spec = resolve_method(step.method, base_dir)
     kwargs = prune_settings(spec, step.amount, step.n, step.dim, step.params)
     names = resolve_targets(structure, state, step.targets, step.types)
     for name in names:
         validate_target(name, state.tensors[name], kwargs)
+    if spec.takes_mask and not has_mask and not step.mask:
+        raise PruneError("custom_from_mask needs a mask (a file or a tensor)")
+    if not spec.takes_mask and (has_mask or step.mask is not None):
+        raise PruneError(f"{spec.name} takes no mask")
+    return Checked(spec, kwargs, names)
+
+
+def plan_prune(structure: ModelStructure, state: ModelState, step: PruneStep, masks: MaskSource = None,
+               base_dir: Path | None = None, device: torch.device | None = None,
+               progress: ProgressCallback | None = None, cancel: CancelToken | None = None) -> Change:
+    """Prune each target with ``step.method``. Nothing changes unless every target validates and prunes."""
+    checked = check_step(structure, state, step, has_mask=masks is not None, base_dir=base_dir)
+    spec, kwargs, names = checked.spec, checked.kwargs, checked.names
+    assert spec is not None
     given: dict[str, torch.Tensor] = {}
     mask_path = None
     if spec.takes_mask:
@@ -194,8 +233,6 @@ def plan_prune(structure: ModelStructure, state: ModelState, step: PruneStep, ma
         given = _masks_for(structure, state, names, source, base_dir)
         if isinstance(source, (str, Path)):
             mask_path = str((Path(source) if base_dir is None else base_dir / source).resolve())
-    elif masks is not None or step.mask is not None:
-        raise PruneError(f"{spec.name} takes no mask")
     seed = step.seed
     if seed is None and (spec.random or spec.origin != "torch"):
         seed = secrets.randbelow(2**31)
@@ -248,15 +285,10 @@ def _masks_for(structure: ModelStructure, state: ModelState, names: Sequence[str
 def plan_global(structure: ModelStructure, state: ModelState, step: GlobalStep, device: torch.device | None = None,
                 progress: ProgressCallback | None = None, cancel: CancelToken | None = None) -> Change:
     """``prune.global_unstructured`` over the targets: one threshold (or one random draw) for all of them."""
-    if step.method not in GLOBAL_METHODS:
-        raise PruneError(f"global pruning method {step.method!r} must be one of: {', '.join(GLOBAL_METHODS)}")
-    value = check_amount_value(step.amount)
-    names = resolve_targets(structure, state, step.targets, step.types)
+    checked = check_step(structure, state, step)
+    names, value = checked.names, checked.kwargs["amount"]
     states = [state.tensors[n] for n in names]
-    check_amount_fits(value, sum(ts.numel for ts in states), "entries in the chosen tensors")
     values = [ts.values.tensor() for ts in states]
-    if len({v.device for v in values}) > 1:
-        raise PruneError(f"global pruning needs all tensors on one device (found {sorted({str(v.device) for v in values})})")
     seed = step.seed
     random = step.method == "random_unstructured"
     if seed is None and random:
@@ -303,7 +335,7 @@ def _global_torch(names: Sequence[str], states: Sequence[TensorState], cls: type
 def plan_remove(structure: ModelStructure, state: ModelState, step: RemoveStep,
                 progress: ProgressCallback | None = None, cancel: CancelToken | None = None) -> Change:
     """``prune.remove`` each pruned target: ``X`` becomes a plain tensor holding ``X_orig * X_mask`` for good."""
-    names = resolve_targets(structure, state, step.targets, step.types, pruned_only=True)
+    names = check_step(structure, state, step).names
     tensors = {}
     for i, name in enumerate(names):
         check(cancel)

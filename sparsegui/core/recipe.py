@@ -19,6 +19,7 @@ from sparsegui.core.steps import step_from_json
 
 if TYPE_CHECKING:
     from sparsegui.core.document import Document
+    from sparsegui.core.operations import Change
 
 RECIPE_FORMAT = "sparsegui-recipe"
 ALLOWED_KEYS = {
@@ -84,8 +85,31 @@ def validate_recipe(recipe: object) -> list[dict[str, Any]]:
     return list(steps)
 
 
-def _run_step(doc: Document, step: Mapping[str, Any], base_dir: Path | None, cancel: CancelToken | None) -> None:
-    doc.apply(step_from_json(step), base_dir=base_dir, cancel=cancel)
+def plan_recipe(
+    doc: Document,
+    recipe: Mapping[str, Any],
+    base_dir: Path | None = None,
+    progress: ProgressCallback | None = None,
+    cancel: CancelToken | None = None,
+) -> list[Change]:
+    """Work out every step, each on the state the previous one leads to, changing nothing (any thread); a step
+    that fails (or a cancel) stops it with nothing to undo."""
+    steps = validate_recipe(recipe)
+    changes: list[Change] = []
+    state = doc.state
+    for i, step in enumerate(steps, 1):
+        check(cancel)
+        report(progress, (i - 1) / max(len(steps), 1), f"step {i}/{len(steps)}: {step['op']}")
+        try:
+            change = doc.plan(step_from_json(step), base_dir=base_dir, cancel=cancel, base=state)
+        except Cancelled:
+            raise
+        except SparseGUIError as exc:
+            raise RecipeError(f"step {i} ({step['op']}): {exc}") from exc
+        changes.append(change)
+        state = change.after
+    report(progress, 1.0, "done")
+    return changes
 
 
 def apply_recipe(
@@ -95,24 +119,8 @@ def apply_recipe(
     progress: ProgressCallback | None = None,
     cancel: CancelToken | None = None,
 ) -> int:
-    """Replay every step; if one fails (or the user cancels) the steps already replayed are undone."""
-    steps = validate_recipe(recipe)
-    done = 0
-    try:
-        for i, step in enumerate(steps, 1):
-            check(cancel)
-            report(progress, (i - 1) / max(len(steps), 1), f"step {i}/{len(steps)}: {step['op']}")
-            try:
-                _run_step(doc, step, base_dir, cancel)
-            except Cancelled:
-                raise
-            except SparseGUIError as exc:
-                raise RecipeError(f"step {i} ({step['op']}): {exc}") from exc
-            done += 1
-    except BaseException:
-        for _ in range(done):
-            doc.undo()
-        doc.history.drop_redo()
-        raise
-    report(progress, 1.0, "done")
-    return done
+    """Replay every step (each one an undo step); if one fails or the user cancels, nothing is applied."""
+    changes = plan_recipe(doc, recipe, base_dir, progress, cancel)
+    for change in changes:
+        doc.commit(change)
+    return len(changes)

@@ -189,6 +189,11 @@ class RenderedTensor:
         return Probe(index, value, rows, cols, exact)
 
 
+def is_kept(mask: torch.Tensor | BitMask, index: Index) -> bool:
+    """Whether ``mask`` keeps the entry at ``index``."""
+    return mask.at(index) if isinstance(mask, BitMask) else float(mask[index]) != 0
+
+
 def tensor_parts(module: nn.Module, name: str) -> tuple[torch.Tensor, torch.Tensor | None]:
     """``(values, mask)`` for local tensor ``name`` of ``module``: for a pruned ``X``, ``X_orig`` and ``X_mask``;
     for the raw ``X_orig`` parameter, itself and ``X_mask``; otherwise the tensor and None."""
@@ -208,8 +213,8 @@ def tensor_parts(module: nn.Module, name: str) -> tuple[torch.Tensor, torch.Tens
 def state_parts(structure: ModelStructure, state: ModelState, path: str, local: str
                 ) -> tuple[torch.Tensor, BitMask | torch.Tensor | None]:
     """``(values, mask)`` for local tensor ``local`` of module ``path`` in ``state``, as :func:`tensor_parts` gives
-    them for the module in torch's form: for a pruned ``X`` or its ``X_orig``, the values and the mask; for
-    ``X_mask``, the mask's values and the mask; for anything else the tensor and None."""
+    them for the module in torch's form: for a pruned ``X`` or its ``X_orig``, the values and the mask; for anything
+    else (``X_mask`` included) the tensor and None."""
     slot = structure.modules[path]
     canonical = structure.slots.get((path, local.removesuffix("_orig"))) or structure.slots.get((path, local))
     if canonical is not None:
@@ -220,7 +225,7 @@ def state_parts(structure: ModelStructure, state: ModelState, path: str, local: 
     if canonical is not None and local.endswith("_mask") and state.tensors[canonical].pruning is not None:
         pruning = state.tensors[canonical].pruning
         assert pruning is not None
-        return pruning.mask.as_dtype(pruning.mask_dtype), pruning.mask
+        return pruning.mask.as_dtype(pruning.mask_dtype), None
     buffer = next((b for b in slot.buffers if b.name == local), None)
     if buffer is None:
         raise TypeError(f"{local!r} of {slot.type_name} is not a tensor")

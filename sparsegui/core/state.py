@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -317,15 +317,15 @@ class ModuleLayout:
         ``local_mask`` is appended; every time the hook goes to the end of the hooks."""
         params, buffers = self.params, self.buffers
         if first:
-            params = tuple(p for p in params if p != local) + (local + "_orig",)
-            buffers = tuple(b for b in buffers if b != local + "_mask") + (local + "_mask",)
-        hooks = tuple(h for h in self.hooks if h != local) + (local,)
+            params = (*tuple(p for p in params if p != local), local + "_orig")
+            buffers = (*tuple(b for b in buffers if b != local + "_mask"), local + "_mask")
+        hooks = (*tuple(h for h in self.hooks if h != local), local)
         return ModuleLayout(params, buffers, hooks)
 
     def removed(self, local: str) -> ModuleLayout:
         """After ``prune.remove(module, local)``: ``local_orig`` goes, ``local`` is appended again, mask and hook
         go."""
-        params = tuple(p for p in self.params if p != local + "_orig") + (local,)
+        params = (*tuple(p for p in self.params if p != local + "_orig"), local)
         buffers = tuple(b for b in self.buffers if b != local + "_mask")
         hooks = tuple(h for h in self.hooks if h != local)
         return ModuleLayout(params, buffers, hooks)
@@ -344,15 +344,13 @@ class ModelState:
 
     tensors: Mapping[str, TensorState]
     layouts: Mapping[str, ModuleLayout]
-    serial: int = field(default=0)
 
-    def with_changes(self, tensors: Mapping[str, TensorState], layouts: Mapping[str, ModuleLayout],
-                     serial: int) -> ModelState:
+    def with_changes(self, tensors: Mapping[str, TensorState], layouts: Mapping[str, ModuleLayout]) -> ModelState:
         merged = dict(self.tensors)
         merged.update(tensors)
         merged_layouts = dict(self.layouts)
         merged_layouts.update(layouts)
-        return ModelState(merged, merged_layouts, serial)
+        return ModelState(merged, merged_layouts)
 
     def pruned_names(self) -> list[str]:
         return [name for name, ts in self.tensors.items() if ts.pruning is not None]

@@ -75,7 +75,8 @@ def resolve_targets(
         if not isinstance(pattern, str) or not pattern:
             raise PruneError(f"target {pattern!r} must be a tensor name such as 'conv1.weight'")
         glob = bool(GLOB_CHARS & set(pattern))
-        hits = {canonical for name, canonical in candidates if (fnmatchcase(name, pattern) if glob else name == pattern)}
+        hits = {canonical for name, canonical in candidates
+                if (fnmatchcase(name, pattern) if glob else name == pattern)}
         if not hits:
             raise PruneError(_no_match_message(pattern, [n for n, _ in every], state, structure, wanted_types,
                                                pruned_only))

@@ -34,7 +34,7 @@ def configure_application() -> QApplication:
 
 def run_app(args: argparse.Namespace) -> int:
     app = configure_application()
-    from sparsegui.gui.autosave import Autosaver, offer_restore, pending
+    from sparsegui.gui.autosave import Autosaver, offer_restore, pending, report_problem
     from sparsegui.gui.main_window import MainWindow
     from sparsegui.gui.session import Session
 
@@ -44,9 +44,11 @@ def run_app(args: argparse.Namespace) -> int:
     window = MainWindow(session)
     handler.set_parent(window)
     previous = pending()
-    autosaver = Autosaver(session, window.controller.undo_stack)
+    autosaver = Autosaver(window.controller)
     window.show()
-    if previous is not None and offer_restore(window, window.controller, previous):
+    if previous.problem is not None:
+        report_problem(window, previous)
+    if previous.data is not None and offer_restore(window, window.controller, previous.data):
         pass
     elif args.path:
         options = LoadOptions(key=args.key, arch=args.arch, arch_kwargs=parse_arch_kwargs(args.arch_kwargs),

@@ -1,22 +1,30 @@
-"""Crash safety: the session's recipe is saved after every operation, and the next start offers to restore it."""
+"""Crash safety: the session's recipe is saved after every operation, and the next start offers to restore it.
+
+An autosave is data like any other input: a damaged, hostile or stale one never stops the app from starting. It is
+checked before anything is done with it; a bad one is moved aside (``autosave.json.bad-<time>``, not deleted) and
+the problem is shown once.
+"""
 
 from __future__ import annotations
 
 import json
+import logging
+import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import QObject, QStandardPaths
-from PySide6.QtGui import QUndoStack
 from PySide6.QtWidgets import QMessageBox, QWidget
 
 from sparsegui.core.export.atomic import atomic_write
 from sparsegui.core.loading import LoadOptions
 from sparsegui.core.recipe import validate_recipe
 from sparsegui.gui.controller import Controller
-from sparsegui.gui.session import Session
 
 FILE_NAME = "autosave.json"
+MAX_BYTES = 16 << 20
+log = logging.getLogger(__name__)
 
 
 def default_path() -> Path:
@@ -27,51 +35,90 @@ def default_path() -> Path:
 class Autosaver(QObject):
     """Writes ``{"source": …, "recipe": …}`` atomically after each change; removes it when there is nothing to lose."""
 
-    def __init__(self, session: Session, stack: QUndoStack, path: Path | None = None) -> None:
-        super().__init__(stack)
-        self.session = session
-        self.stack = stack
+    def __init__(self, controller: Controller, path: Path | None = None) -> None:
+        super().__init__(controller)
+        self.controller = controller
         self.path = path or default_path()
-        stack.indexChanged.connect(self.save)
-        stack.cleanChanged.connect(self.save)
+        self.failed: str | None = None
+        controller.history_changed.connect(self.save)
 
     def save(self, *_: object) -> None:
-        doc = self.session.document
-        steps = doc.recipe()["steps"]
-        if not steps or self.stack.isClean():
+        doc = self.controller.session.document
+        recipe = doc.recipe()
+        if not recipe["steps"] or not doc.modified:
             self.discard()
             return
         src = doc.source
         data = {
             "source": {"path": src.path, "demo": src.demo, "key": src.key, "arch": src.arch,
                        "arch_kwargs": src.arch_kwargs, "arch_path": src.arch_path},
-            "recipe": doc.recipe(),
+            "recipe": recipe,
         }
         text = json.dumps(data, indent=1)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
             atomic_write(self.path, lambda p: p.write_text(text, encoding="utf-8"))
-        except Exception:  # autosave must never disturb the user's work
+        except Exception as exc:  # autosave must never disturb the user's work; say it once
+            log.warning("autosave to %s failed: %s", self.path, exc)
+            if self.failed is None:
+                self.failed = str(exc)
+                self.controller.status.emit(f"Autosave failed ({exc}); export your work to keep it")
             return
+        self.failed = None
 
     def discard(self) -> None:
         self.path.unlink(missing_ok=True)
 
 
-def pending(path: Path | None = None) -> dict[str, Any] | None:
-    """The autosave a previous run left behind, or None (an unreadable one is dropped)."""
+@dataclass
+class Pending:
+    """What a previous run left: the autosave's data, or the problem with it (the file was moved aside)."""
+
+    data: dict[str, Any] | None = None
+    problem: str | None = None
+    moved_to: Path | None = None
+
+
+def _check(data: object) -> dict[str, Any]:
+    if not isinstance(data, dict) or not isinstance(data.get("source"), dict) or "recipe" not in data:
+        raise ValueError("not an autosave ({\"source\": …, \"recipe\": …})")
+    source = data["source"]
+    for key in ("path", "demo", "key", "arch", "arch_path"):
+        if source.get(key) is not None and not isinstance(source[key], str):
+            raise ValueError(f"source field {key!r} is not a string")
+    if source.get("arch_kwargs") is not None and not isinstance(source["arch_kwargs"], dict):
+        raise ValueError("source field 'arch_kwargs' is not an object")
+    if not source.get("path") and not source.get("demo"):
+        raise ValueError("it names no model")
+    validate_recipe(data["recipe"])
+    if not data["recipe"]["steps"]:
+        raise ValueError("it holds no steps")
+    return data
+
+
+def pending(path: Path | None = None) -> Pending:
+    """The autosave a previous run left behind, checked; a bad one is moved aside and described."""
     path = path or default_path()
     if not path.is_file():
-        return None
+        return Pending()
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        validate_recipe(data["recipe"])
-        if not data["recipe"]["steps"]:
-            raise ValueError("empty")
-        return data
-    except Exception:
-        path.unlink(missing_ok=True)
-        return None
+        if path.stat().st_size > MAX_BYTES:
+            raise ValueError(f"it is larger than {MAX_BYTES >> 20} MB")
+        return Pending(data=_check(json.loads(path.read_text(encoding="utf-8"))))
+    except Exception as exc:  # damaged, hostile or stale: never a reason not to start
+        aside = path.with_name(f"{path.name}.bad-{time.strftime('%Y%m%d-%H%M%S')}")
+        try:
+            path.replace(aside)
+        except OSError:
+            aside = None  # type: ignore[assignment]
+        return Pending(problem=str(exc) or type(exc).__name__, moved_to=aside)
+
+
+def report_problem(parent: QWidget | None, found: Pending) -> None:
+    """Say once that the last session's autosave could not be used."""
+    where = f" It was moved to {found.moved_to}." if found.moved_to else ""
+    QMessageBox.warning(parent, "Autosave not restored",
+                        f"The autosave of the last session could not be used: {found.problem}.{where}")
 
 
 def offer_restore(parent: QWidget | None, controller: Controller, data: dict[str, Any]) -> bool:
@@ -90,9 +137,7 @@ def offer_restore(parent: QWidget | None, controller: Controller, data: dict[str
         return False
     replay = lambda: controller.apply_recipe_data(data["recipe"], None, "Restoring unsaved work")  # noqa: E731
     if source.get("demo"):
-        controller.open_demo(source["demo"])
-        replay()
-        return True
+        return controller.open_demo(source["demo"]) and replay()
     options = LoadOptions(key=source.get("key"), arch=source.get("arch"), arch_kwargs=source.get("arch_kwargs") or {},
                           arch_path=source.get("arch_path"))
     return controller.open_path(source["path"], options, then=replay)

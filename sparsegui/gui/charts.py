@@ -2,8 +2,8 @@
 (:mod:`sparsegui.gui.histogram`).
 
 Both read the model through the session's document and redraw on ``model_changed``, so undo, redo and every operation
-show up without anyone telling them. The bars take their counts from ``session.stats``, which recounts only the
-tensors an operation touched.
+show up without anyone telling them. The bars take their counts from ``session.totals`` (a tensor not counted yet
+shows no bar until the background count reaches it).
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from PySide6.QtCore import QPointF, Signal
 from PySide6.QtGui import QFontMetrics
 from PySide6.QtWidgets import QApplication, QLabel, QVBoxLayout, QWidget
 
-from sparsegui.core.pruned import forward_tensor_names, pruning_hooks
 from sparsegui.core.stats import Count
+from sparsegui.core.targets import model_order
 from sparsegui.gui.histogram import BACKGROUND_LIMIT, WeightHistogram
 from sparsegui.gui.plot_files import export_png, export_svg
 from sparsegui.gui.session import Selection, Session
@@ -48,8 +48,13 @@ def abbreviate(name: str, limit: int = 20) -> str:
     return "…" + short if cut else short
 
 
-def qualified(module: str, tensor: str) -> str:
-    return f"{module}.{tensor}" if module else tensor
+def _share(counts: list[Count]) -> str:
+    """``sparsity 20.00% · 47,870 of 59,838 parameters remain`` (``counting…`` while some are not counted)."""
+    numel = sum(c.numel for c in counts)
+    if any(c.zeros is None for c in counts):
+        return f"counting zeros… ({numel:,} parameters)"
+    zeros = sum(c.zeros or 0 for c in counts)
+    return f"sparsity {zeros / numel if numel else 0.0:.2%} · {numel - zeros:,} of {numel:,} parameters remain"
 
 
 class _NameAxis(pg.AxisItem):
@@ -137,8 +142,9 @@ class SparsityChart(QWidget):
         self.graphics.scene().sigMouseClicked.connect(self._on_click)
         self.graphics.scene().sigMouseMoved.connect(self._on_mouse_moved)
         session.model_changed.connect(self.refresh)
+        session.counts_changed.connect(self.refresh)
         session.document_replaced.connect(lambda _doc: self.refresh())
-        session.selection_changed.connect(lambda _items: self._paint_bars())
+        session.selection_changed.connect(lambda _items: (self._paint_bars(), self._summarize()))
         self.refresh()
 
     # -- public API ----------------------------------------------------------------------------------------------
@@ -148,14 +154,13 @@ class SparsityChart(QWidget):
         return self.sparsities.copy()
 
     def refresh(self) -> None:
-        """Read every tensor's count from ``session.stats`` (only touched tensors are counted again) and redraw."""
-        stats = self.session.stats
+        """Read every tensor's count from ``session.totals`` and redraw (each tensor once, under its canonical
+        name)."""
+        totals, state = self.session.totals, self.session.state
         tensors: dict[str, tuple[tuple[int, ...], Count, bool]] = {}
-        for path, module in self.session.document.model.named_modules():
-            hooks = pruning_hooks(module)
-            for local in forward_tensor_names(module):
-                shape = tuple(getattr(module, local).shape)
-                tensors[qualified(path, local)] = (shape, stats.tensor(path, local, module), local in hooks)
+        for name in model_order(self.session.document.structure, state):
+            ts = state.tensors[name]
+            tensors[name] = (ts.values.shape, totals.tensor(name), ts.pruned)
         changed_names = list(tensors) != self.names
         self.tensors = tensors
         self.names = list(tensors)
@@ -163,17 +168,24 @@ class SparsityChart(QWidget):
         self.pruned = [p for _, _, p in tensors.values()]
         self.name_axis.set_names(self.names)
         self._paint_bars()
-        numel = sum(c.numel for _, c, _ in tensors.values())
-        zeros = sum(c.zeros for _, c, _ in tensors.values())
-        self.summary_label.setText(
-            f"Overall sparsity {zeros / numel if numel else 0.0:.2%} · {numel - zeros:,} of {numel:,} parameters "
-            f"remain · {sum(self.pruned)} of {len(self.names)} tensors pruned"
-        )
+        self._summarize()
         count = len(self.names)
         self.plot.getViewBox().setLimits(xMin=-1, xMax=max(count, 1), yMin=-0.05, yMax=1.1)
         if changed_names:
             self.plot.setXRange(-1.0, max(count, 1), padding=0)
         self.plot.setYRange(-0.03, 1.03, padding=0)
+
+    def _summarize(self) -> None:
+        """The whole model's sparsity and, when tensors are selected, the selection's (what a global prune over the
+        selection makes exact)."""
+        counts = [c for _, c, _ in self.tensors.values()]
+        text = f"Overall {_share(counts)} · {sum(self.pruned)} of {len(self.names)} tensors pruned"
+        canonical = self.session.document.structure.canonical
+        chosen = {canonical.get(s.name, s.name) for s in self.session.selection if s.kind == "tensor"}
+        picked = [self.tensors[n][1] for n in self.names if n in chosen]
+        if len(picked) > 1:
+            text += f" · selection ({len(picked)} tensors): {_share(picked)}"
+        self.summary_label.setText(text)
 
     def select_tensor(self, qualname: str) -> None:
         """What a click on ``qualname``'s bar does: emit ``tensor_clicked`` and select it in the session."""
@@ -225,10 +237,9 @@ class SparsityChart(QWidget):
             return
         dims, count, pruned = self.tensors[name]
         shape = " × ".join(str(s) for s in dims) or "scalar"
-        self.info_label.setText(
-            f"{name} ({shape}): {count.sparsity or 0.0:.2%} zeros, {count.zeros:,} of {count.numel:,}"
-            + (" · pruned" if pruned else "")
-        )
+        zeros = "zeros not counted yet" if count.zeros is None else \
+            f"{count.sparsity or 0.0:.2%} zeros, {count.zeros:,} of {count.numel:,}"
+        self.info_label.setText(f"{name} ({shape}): {zeros}" + (" · pruned" if pruned else ""))
 
 
 def _preview() -> None:  # pragma: no cover - manual preview
@@ -240,6 +251,7 @@ def _preview() -> None:  # pragma: no cover - manual preview
     doc.prune("ln_structured", ["conv2.weight"], amount=0.5, n=2, dim=0)
     doc.prune("l1_unstructured", ["conv2.weight", "fc1.weight"], amount=0.3)
     doc.global_prune("l1_unstructured", ["fc2.weight", "fc3.weight"], amount=0.5)
+    session.state_changed()
     window = QWidget()
     layout = QVBoxLayout(window)
     layout.addWidget(SparsityChart(session))

@@ -1,36 +1,42 @@
-"""What the app's actions do: open, prune, remove, undo, move, export — each a core call run off the UI thread.
+"""What the app's actions do — open, prune, remove, undo, move, export — and the one gate they all pass.
+
+Every action, menu, the history view, drag-and-drop, recent files and the autosave restore call a method of the
+:class:`Controller`, and every method that changes (or replaces) the model first passes :meth:`Controller.gate`:
+while a job runs it refuses, saying why, and changes nothing. Jobs never change the model themselves: a worker
+*plans* an operation against the current state (``Document.plan``: read-only), and the result is committed here,
+on the UI thread, in time proportional to the number of tensors. Views read immutable states, so they may draw at
+any time, and the model never changes under a job.
 
 Dialogs are looked up in this module's namespace (``QMessageBox``) so tests can patch them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import QObject, QSettings, Signal
-from PySide6.QtGui import QUndoStack
 from PySide6.QtWidgets import QMessageBox, QWidget
 
 from sparsegui.core.document import Document
 from sparsegui.core.errors import Cancelled, TrustRequired
 from sparsegui.core.loading import LoadOptions
+from sparsegui.core.operations import Change, MaskSource
 from sparsegui.core.progress import CancelToken
-from sparsegui.core.recipe import apply_recipe, load_recipe, save_recipe
-from sparsegui.core.stats import Count, Key, count_tensors, forward_keys, tensor_keys
+from sparsegui.core.recipe import load_recipe, plan_recipe, save_recipe
+from sparsegui.core.steps import RemoveStep, Step
+from sparsegui.gui.counting import BackgroundCounter
 from sparsegui.gui.errors import show_error
 from sparsegui.gui.session import Session
-from sparsegui.gui.undo import make_undo_stack, push_commands, touched_by
 from sparsegui.gui.worker import JobRunner
 
 MAX_RECENT = 10
 
 
 def is_out_of_memory(exc: BaseException) -> bool:
-    """CPU out-of-memory is a plain RuntimeError; ``torch.cuda.OutOfMemoryError`` subclasses it. A rolled-back
-    operation wraps it in a PruneError, so look through the cause chain too."""
+    """CPU out-of-memory is a plain RuntimeError; ``torch.cuda.OutOfMemoryError`` subclasses it. A failed operation
+    wraps it in a PruneError, so look through the cause chain too."""
     seen: BaseException | None = exc
     while seen is not None:
         if isinstance(seen, MemoryError) or type(seen).__name__ == "OutOfMemoryError":
@@ -41,26 +47,13 @@ def is_out_of_memory(exc: BaseException) -> bool:
     return False
 
 
-@dataclass
-class PruneRequest:
-    """Everything the prune panel collected; ``global_`` runs ``global_unstructured`` over the targets."""
-
-    method: str
-    targets: list[str]
-    types: list[str] = field(default_factory=list)
-    amount: Any = None
-    n: Any = None
-    dim: int | None = None
-    seed: int | None = None
-    mask: str | None = None
-    global_: bool = False
-
-
 class Controller(QObject):
-    """Owns the job runner and the undo stack; turns user intents into core calls."""
+    """Owns the job runner and the background counter; turns user intents into core calls, through one gate."""
 
     status = Signal(str)
     recent_changed = Signal(list)
+    history_changed = Signal()
+    opening = Signal(str)  # the name of the file being opened ("" when the open ended)
 
     def __init__(self, session: Session, parent_widget: QWidget | None = None) -> None:
         super().__init__(parent_widget)
@@ -68,10 +61,23 @@ class Controller(QObject):
         self.parent_widget = parent_widget
         self.runner = JobRunner(self)
         self.runner.busy_changed.connect(session.set_busy)
-        self.undo_stack: QUndoStack = make_undo_stack(session)
-        self.undo_stack.cleanChanged.connect(lambda _clean: self.status.emit(""))
+        self.counter = BackgroundCounter(session, self)
+        self.refused: list[str] = []  # what the gate turned away (tests read it)
+        session.document_replaced.connect(lambda _doc: self.history_changed.emit())
 
-    # -- running -----------------------------------------------------------------------------------------------
+    # -- the gate ----------------------------------------------------------------------------------------------
+    def gate(self, what: str) -> bool:
+        """True if ``what`` may change the model now; while a job runs, say so and refuse."""
+        if not self.runner.busy:
+            return True
+        self.refused.append(what)
+        self.status.emit(f"{what}: wait for “{self.runner.label}” to finish, or cancel it")
+        return False
+
+    @property
+    def busy(self) -> bool:
+        return self.runner.busy
+
     def _fail(self, title: str) -> Callable[[BaseException, str], None]:
         def handler(exc: BaseException, details: str) -> None:
             if isinstance(exc, Cancelled):
@@ -81,39 +87,50 @@ class Controller(QObject):
 
         return handler
 
-    def _change(self, label: str, job: Callable[[Document, Any, CancelToken], list[Any]]) -> bool:
-        """Run a model-changing job; its commands are mirrored on the undo stack."""
+    def _changed(self) -> None:
+        self.session.state_changed()
+        self.history_changed.emit()
+        self.counter.restart()
+
+    # -- changing ----------------------------------------------------------------------------------------------
+    def run_step(self, step: Step, masks: MaskSource = None, base_dir: Path | None = None) -> bool:
+        """Plan ``step`` in a worker, then commit it here."""
+        label = step.label()
+        if not self.gate(label):
+            return False
+        doc = self.session.document
+        return self._run_changes(label, lambda progress, cancel: [
+            doc.plan(step, masks=masks, base_dir=base_dir, progress=progress, cancel=cancel)])
+
+    def _run_changes(self, label: str, plan: Callable[[Any, CancelToken], list[Change]]) -> bool:
+        """Plan in the worker; commit here, as one undo step (a recipe's steps are undone together)."""
         doc = self.session.document
 
-        def work(progress: Any, cancel: CancelToken) -> tuple[list[Any], list[str] | None, dict[Key, Count]]:
-            commands = job(doc, progress, cancel)
-            touched = touched_by(commands)
-            # count the touched tensors here, off the UI thread, so the views only redraw
-            counts = count_tensors(doc.model, tensor_keys(doc.model, touched)) if touched is not None else {}
-            return commands, touched, counts
-
-        def success(result: tuple[list[Any], list[str] | None, dict[Key, Count]]) -> None:
-            commands, touched, counts = result
-            push_commands(self.undo_stack, self.session, commands, counts)
-            self.session.notify_changed(touched, counts)
-            self.status.emit(commands[-1].label if commands else label)
+        def success(changes: list[Change]) -> None:
+            if not changes:
+                self.status.emit(f"{label}: nothing to do")
+                return
+            command = doc.commit_all(changes, None if len(changes) == 1 else f"{label} ({len(changes)} steps)")
+            self._changed()
+            self.status.emit(command.label)
 
         def failure(exc: BaseException, details: str) -> None:
             if is_out_of_memory(exc) and doc.device.type != "cpu" and self.ask_cpu_retry(exc, doc):
-                self.runner.run("Moving to cpu", lambda p, c: doc.move_to("cpu", cancel=c),
-                                lambda _target: (self.session.notify_changed([]), self._change(label, job)),
+                self.runner.run("Moving to cpu", lambda p, c: doc.move_to("cpu", cancel=c, progress=p),
+                                lambda _target: (self.session.moved(), self._run_changes(label, plan)),
                                 self._fail("Cannot move the model to the CPU"))
                 return
             self._fail(f"{label} failed")(exc, details)
 
-        return self.runner.run(label, work, success, failure)
+        self.counter.pause()
+        return self.runner.run(label, plan, success, failure)
 
     def ask_cpu_retry(self, exc: BaseException, doc: Document) -> bool:
-        """Out of memory on a GPU: the operation was rolled back; offer to move the model and run it on the CPU."""
+        """Out of memory on a GPU: nothing was applied; offer to move the model and run it on the CPU."""
         answer = QMessageBox.question(
             self.parent_widget,
             "Out of memory",
-            f"The operation ran out of memory on {doc.device} and was rolled back; the model is unchanged.\n\n"
+            f"The operation ran out of memory on {doc.device}; the model is unchanged.\n\n"
             f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}\n\n"
             "Move the model to the CPU and run it there?",
             QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
@@ -121,35 +138,104 @@ class Controller(QObject):
         )
         return answer == QMessageBox.StandardButton.Yes
 
+    def prune(self, step: Step) -> bool:
+        return self.run_step(step)
+
+    def remove(self, targets: Sequence[str]) -> bool:
+        return self.run_step(RemoveStep(tuple(targets)))
+
+    def apply_recipe(self, path: str | Path) -> bool:
+        path = Path(path)
+        if not self.gate(f"Applying recipe {path.name}"):
+            return False
+        try:
+            recipe = load_recipe(path)
+        except Exception as exc:
+            show_error(self.parent_widget, f"Cannot use recipe {path.name}", exc)
+            return False
+        return self.apply_recipe_data(recipe, path.parent.resolve(), f"Applying recipe {path.name}")
+
+    def apply_recipe_data(self, recipe: dict[str, Any], base_dir: Path | None, label: str = "Applying recipe") -> bool:
+        if not self.gate(label):
+            return False
+        doc = self.session.document
+        return self._run_changes(label, lambda progress, cancel: plan_recipe(doc, recipe, base_dir, progress, cancel))
+
+    def undo(self) -> bool:
+        if not self.gate("Undo") or not self.session.document.history.can_undo:
+            return False
+        self.session.document.undo()
+        self._changed()
+        return True
+
+    def redo(self) -> bool:
+        if not self.gate("Redo") or not self.session.document.history.can_redo:
+            return False
+        self.session.document.redo()
+        self._changed()
+        return True
+
+    def go_to(self, index: int) -> bool:
+        """Undo or redo until ``index`` steps are done (a click in the history view)."""
+        if not self.gate("Going back in the history") or index == self.session.document.history.index:
+            return False
+        self.session.document.go_to(index)
+        self._changed()
+        return True
+
+    def move_to(self, device: str) -> bool:
+        label = f"Moving to {device}"
+        if not self.gate(label):
+            return False
+        doc = self.session.document
+
+        def success(target: Any) -> None:
+            self.session.moved()
+            self.status.emit(f"Model moved to {target}")
+
+        self.counter.pause()
+        return self.runner.run(label, lambda p, c: doc.move_to(device, cancel=c, progress=p), success,
+                               self._fail(f"Cannot move the model to {device}"))
+
     # -- opening -----------------------------------------------------------------------------------------------
-    def open_path(
-        self, path: str | Path, options: LoadOptions | None = None, then: Callable[[], None] | None = None
-    ) -> bool:
-        """Load ``path`` off the UI thread (and hash it there); a file that is code asks for trust first, naming what
-        it would import. ``then`` runs after a successful open."""
+    def open_path(self, path: str | Path, options: LoadOptions | None = None,
+                  then: Callable[[], None] | None = None) -> bool:
+        """Load ``path`` off the UI thread; a file that is code asks for trust first, naming what it would import.
+        ``then`` runs after a successful open."""
         options = options or LoadOptions()
         path = str(path)
+        name = Path(path).name
+        if not self.gate(f"Opening {name}"):
+            return False
 
-        def load(progress: Any, cancel: CancelToken) -> tuple[Document, dict[Key, Count]]:
-            doc = Document.open(path, options, lambda f, text: progress(0.7 * f, text), cancel)
-            doc.source.digest(lambda f, text: progress(0.7 + 0.3 * f, text), cancel)
-            return doc, count_tensors(doc.model, forward_keys(doc.model))  # the views' totals, off the UI thread
-
-        def success(result: tuple[Document, dict[Key, Count]]) -> None:
-            self.session.replace_document(*result)
+        def success(doc: Document) -> None:
+            self.opening.emit("")
+            self.session.replace_document(doc)
             self.add_recent(path)
-            self.status.emit(f"Opened {Path(path).name}")
+            self.status.emit(f"Opened {name}")
+            self.counter.restart()
             if then is not None:
                 then()
 
         def failure(exc: BaseException, details: str) -> None:
+            self.opening.emit("")
             if isinstance(exc, TrustRequired) and self.ask_trust(exc):
                 options.trust = True
                 self.open_path(path, options, then)
                 return
-            self._fail(f"Cannot open {Path(path).name}")(exc, details)
+            self.status.emit(f"Could not open {name}; still showing {self.shown_name()}")
+            self._fail(f"Cannot open {name}")(exc, details)
 
-        return self.runner.run(f"Opening {Path(path).name}", load, success, failure)
+        self.counter.pause()
+        started = self.runner.run(f"Opening {name}", lambda p, c: Document.open(path, options, p, c), success,
+                                  failure)
+        if started:
+            self.opening.emit(name)
+        return started
+
+    def shown_name(self) -> str:
+        source = self.session.document.source
+        return Path(source.path).name if source.path else f"the {source.demo} demo"
 
     def ask_trust(self, exc: TrustRequired) -> bool:
         imports = "\n".join(f"  • {name}" for name in exc.wanted_imports[:20]) or "  (its serialized code)"
@@ -162,9 +248,13 @@ class Controller(QObject):
         )
         return answer == QMessageBox.StandardButton.Open
 
-    def open_demo(self, name: str) -> None:
+    def open_demo(self, name: str) -> bool:
+        if not self.gate(f"Opening the {name} demo"):
+            return False
         self.session.replace_document(Document.demo(name))
         self.status.emit(f"Opened demo {name}")
+        self.counter.restart()
+        return True
 
     def recent_files(self) -> list[str]:
         value = QSettings().value("recent_files", [])
@@ -176,69 +266,25 @@ class Controller(QObject):
         QSettings().setValue("recent_files", files[:MAX_RECENT])
         self.recent_changed.emit(files[:MAX_RECENT])
 
-    # -- changing ----------------------------------------------------------------------------------------------
-    def prune(self, request: PruneRequest) -> bool:
-        def job(doc: Document, progress: Any, cancel: CancelToken) -> list[Any]:
-            if request.global_:
-                return [doc.global_prune(request.method, request.targets, request.amount, types=request.types or None,
-                                         seed=request.seed, progress=progress, cancel=cancel)]
-            return [doc.prune(request.method, request.targets, types=request.types or None, amount=request.amount,
-                              n=request.n, dim=request.dim, seed=request.seed, mask=request.mask,
-                              progress=progress, cancel=cancel)]
-
-        return self._change(f"Pruning with {request.method}", job)
-
-    def remove(self, targets: list[str]) -> bool:
-        return self._change("Removing pruning", lambda doc, p, c: [doc.remove(targets, progress=p, cancel=c)])
-
-    def apply_recipe(self, path: str | Path) -> bool:
-        path = Path(path)
-        try:
-            recipe = load_recipe(path)
-        except Exception as exc:
-            show_error(self.parent_widget, f"Cannot use recipe {path.name}", exc)
-            return False
-        return self.apply_recipe_data(recipe, path.parent.resolve(), f"Applying recipe {path.name}")
-
-    def apply_recipe_data(self, recipe: dict[str, Any], base_dir: Path | None, label: str = "Applying recipe") -> bool:
-        def job(doc: Document, progress: Any, cancel: CancelToken) -> list[Any]:
-            count = apply_recipe(doc, recipe, base_dir=base_dir, progress=progress, cancel=cancel)
-            return doc.history.done()[-count:] if count else []
-
-        return self._change(label, job)
-
-    def undo(self) -> None:
-        if not self.session.busy:
-            self.undo_stack.undo()
-
-    def redo(self) -> None:
-        if not self.session.busy:
-            self.undo_stack.redo()
-
-    def move_to(self, device: str) -> bool:
-        doc = self.session.document
-
-        def success(target: Any) -> None:
-            self.session.notify_changed([])  # where the tensors live changed, not their values
-            self.status.emit(f"Model moved to {target}")
-
-        return self.runner.run(f"Moving to {device}", lambda p, c: doc.move_to(device, cancel=c, progress=p), success,
-                               self._fail(f"Cannot move the model to {device}"))
-
     # -- writing -----------------------------------------------------------------------------------------------
     def export(self, path: str | Path, keep_masks: bool = False) -> bool:
+        if not self.gate("Exporting"):
+            return False
         doc = self.session.document
 
         def success(written: Any) -> None:
-            self.undo_stack.setClean()
+            self.history_changed.emit()
             self.status.emit(f"Exported {written}")
 
+        self.counter.pause()
         return self.runner.run("Exporting", lambda p, c: doc.export(path, keep_masks=keep_masks, progress=p, cancel=c),
-                               success,
-                               self._fail("Export failed"))
+                               success, self._fail("Export failed"))
 
     def export_masks(self, path: str | Path) -> bool:
+        if not self.gate("Exporting masks"):
+            return False
         doc = self.session.document
+        self.counter.pause()
         return self.runner.run("Exporting masks", lambda p, c: doc.export_masks(path, p, c),
                                lambda written: self.status.emit(f"Exported masks to {written}"),
                                self._fail("Export failed"))
@@ -254,4 +300,4 @@ class Controller(QObject):
 
     @property
     def modified(self) -> bool:
-        return not self.undo_stack.isClean()
+        return self.session.document.modified

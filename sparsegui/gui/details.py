@@ -8,19 +8,19 @@ zeros, sparsity and whether it is pruned. Names are links that select the item.
 from __future__ import annotations
 
 from collections.abc import Container
+from dataclasses import dataclass
 from html import escape
 from urllib.parse import quote, unquote
 
-import torch
 from PySide6.QtCore import QUrl
 from PySide6.QtWidgets import QTextBrowser, QVBoxLayout, QWidget
-from torch import nn
 
-from sparsegui.core.inspection import HookInfo, buffer_infos, module_hooks, parameter_infos
+from sparsegui.core.inspection import HookInfo, ModuleInfo, inspect_module_of
 from sparsegui.core.loading.source import SourceInfo
-from sparsegui.core.pruned import forward_tensor_names, pruning_hooks
-from sparsegui.core.stats import SparsityStats
-from sparsegui.core.targets import module_type_name
+from sparsegui.core.rows import Row, buffer_count, child_rows, module_row, row_count
+from sparsegui.core.state import ModelState
+from sparsegui.core.stats import Count, Totals
+from sparsegui.core.structure import ModelStructure
 from sparsegui.gui.session import Selection, Session
 from sparsegui.gui.tree_text import percent_text, qualify, shape_text, value_text
 
@@ -85,53 +85,89 @@ def history_table(hooks: list[HookInfo], module_name: str, all_hooks: list[HookI
     return _table([headers[i] for i in keep], [[row[i] for i in keep] for row in rows])
 
 
-def _sparsity(zeros: int, numel: int) -> str:
+def _sparsity(zeros: int | None, numel: int) -> str:
+    if zeros is None:
+        return f"counting zeros… ({numel:,} entries)"
     return f"{percent_text(zeros / numel if numel else 0.0)} ({zeros:,} of {numel:,} zero)"
 
 
-def module_html(name: str, module: nn.Module, stats: SparsityStats) -> str:
-    """The page of module ``name``; counts come from ``stats`` (each tensor is counted once, not per page)."""
-    kind = module_type_name(module)
-    total = stats.module(name, module)
-    title = escape(name or type(module).__name__)
-    parts = [f'<h3>{title} <span class="muted">{escape(kind)}</span></h3>',
-             f"<p>{total.numel:,} parameters{' in its subtree' if module._modules else ''} · "
+def _percent(count: Count) -> str:
+    sparsity = count.sparsity
+    return "…" if count.zeros is None and count.numel else "" if sparsity is None else percent_text(sparsity)
+
+
+def _zeros(count: Count) -> str:
+    return "…" if count.zeros is None else f"{count.zeros:,}"
+
+
+@dataclass(frozen=True)
+class View:
+    """What a details page is read from: the structure, a state, its totals and the device."""
+
+    structure: ModelStructure
+    state: ModelState
+    totals: Totals
+    device: str
+
+    @classmethod
+    def of(cls, session: Session) -> View:
+        doc = session.document
+        return cls(doc.structure, session.state, session.totals, str(doc.device))
+
+    def module(self, path: str) -> ModuleInfo:
+        return inspect_module_of(self.structure, self.state, path, self.device, counts=False)
+
+
+def module_html(view: View, name: str) -> str:
+    """The page of module ``name``; counts come from ``view.totals`` ("…" until counted)."""
+    info = view.module(name)
+    total = view.totals.module(name)
+    slot = view.structure.modules[name]
+    title = escape(name or slot.type_name)
+    parts = [f'<h3>{title} <span class="muted">{escape(info.type)}</span></h3>',
+             f"<p>{total.numel:,} parameters{' in its subtree' if slot.children else ''} · "
              f"{_sparsity(total.zeros, total.numel) if total.numel else 'no tensors'}</p>"]
-    hooks = pruning_hooks(module)
     rows = []
-    for local in forward_tensor_names(module):
-        tensor = getattr(module, local)
-        count = stats.tensor(name, local, module)
-        rows.append([_link(Selection("tensor", qualify(name, local)), local), shape_text(tensor.shape),
-                     str(tensor.dtype).removeprefix("torch."), f"{count.numel:,}", f"{count.zeros:,}",
-                     percent_text(count.sparsity or 0.0), "yes" if local in hooks else "no"])
+    for tensor in info.tensors:
+        qualname = qualify(name, tensor.name)
+        count = view.totals.tensor(qualname)
+        pruned = "yes" if tensor.pruned else "no"
+        if tensor.alias_of is not None:
+            pruned += f" (tied to {_link(Selection('tensor', tensor.alias_of), tensor.alias_of)})"
+        rows.append([_link(Selection("tensor", qualname), tensor.name), shape_text(tensor.shape), tensor.dtype,
+                     f"{count.numel:,}", _zeros(count), _percent(count), pruned])
     if rows:
         parts += ["<h4>Forward tensors</h4>",
                   _table(["name", "shape", "dtype", "numel", "zeros", "sparsity", "pruned"], rows, {3, 4, 5})]
-    parameters, buffers, all_hooks = parameter_infos(module), buffer_infos(module), module_hooks(module)
-    if parameters:
+    if info.parameters:
         rows = [[_link(Selection("parameter", qualify(name, p.name)), p.name), shape_text(p.shape), p.dtype, p.device,
-                 str(p.requires_grad)] for p in parameters]
+                 str(p.requires_grad)] for p in info.parameters]
         parts += ["<h4>named_parameters</h4>", _table(["name", "shape", "dtype", "device", "requires_grad"], rows)]
-    if buffers:
+    if info.buffers:
         rows = [[_link(Selection("buffer", qualify(name, b.name)), b.name), shape_text(b.shape), b.dtype, b.device,
-                 "yes" if b.persistent else "no"] for b in buffers]
+                 "yes" if b.persistent else "no"] for b in info.buffers]
         parts += ["<h4>named_buffers</h4>", _table(["name", "shape", "dtype", "device", "persistent"], rows)]
-    if all_hooks:
-        parts += ["<h4>Hooks</h4>", history_table(all_hooks, name, all_hooks)]
-    children = [(n, m) for n, m in module._modules.items() if m is not None]
+    if info.hooks:
+        parts += ["<h4>Hooks</h4>", history_table(info.hooks, name, info.hooks)]
+    children = [c for c in slot.children if c in view.structure.modules]
     if children:
         rows = []
-        for child_name, child in children[:MAX_ROWS]:
-            sub = stats.module(qualify(name, child_name), child)
-            rows.append([_link(Selection("module", qualify(name, child_name)), child_name),
-                         escape(module_type_name(child)), f"{sub.numel:,}",
-                         percent_text(sub.zeros / sub.numel) if sub.numel else "",
-                         str(sum(len(pruning_hooks(m)) for m in child.modules()) or "")])
+        for child in children[:MAX_ROWS]:
+            sub = view.totals.module(child)
+            child_slot = view.structure.modules[child]
+            pruned_here = sum(1 for path in _subtree(view.structure, child)
+                              for _ in (view.state.layouts.get(path) or view.structure.modules[path].layout()).hooks)
+            rows.append([_link(Selection("module", child), child.rpartition(".")[2]), escape(child_slot.type_name),
+                         f"{sub.numel:,}", _percent(sub), str(pruned_here or "")])
         more = f'<p class="muted">… and {len(children) - MAX_ROWS:,} more</p>' if len(children) > MAX_ROWS else ""
         parts += ["<h4>Submodules</h4>",
                   _table(["name", "type", "parameters", "sparsity", "pruned tensors"], rows, {2, 3, 4}), more]
     return "".join(parts)
+
+
+def _subtree(structure: ModelStructure, path: str) -> list[str]:
+    prefix = f"{path}."
+    return [p for p in structure.modules if p == path or p.startswith(prefix)]
 
 
 def source_html(source: SourceInfo) -> str:
@@ -152,52 +188,67 @@ def source_html(source: SourceInfo) -> str:
     return "<h4>Source</h4>" + _pairs(rows) + warnings
 
 
-def tensor_html(selection: Selection, module: nn.Module, stats: SparsityStats) -> str:
-    local = selection.local_name
-    tensor = getattr(module, local, None)
-    if not isinstance(tensor, torch.Tensor):
+def tensor_html(view: View, selection: Selection) -> str:
+    module_name, local = selection.module_name, selection.local_name
+    slot = view.structure.modules[module_name]
+    rows_of = {r.name: r for r in _rows_below(view, module_name)}
+    row = rows_of.get(selection.name)
+    if row is None or (row.tensor is None and row.kind != "buffer"):
         return f'<p class="muted">{escape(selection.name)} no longer exists.</p>'
-    hooks = pruning_hooks(module)
-    stem = local.removesuffix("_orig").removesuffix("_mask")
-    count = stats.tensor(selection.module_name, local, module)
-    numel, zeros = count.numel, count.zeros
-    kind = selection.kind
-    if kind == "tensor":
-        kind = "tensor, pruned" if local in hooks else "tensor"
-    elif stem in hooks and local != stem:
-        kind = "raw parameter of a pruned tensor" if local.endswith("_orig") else "mask buffer of a pruned tensor"
-    rows = [("shape", shape_text(tensor.shape)), ("dtype", str(tensor.dtype).removeprefix("torch.")),
-            ("device", str(tensor.device)), ("numel", f"{numel:,}"), ("zeros", f"{zeros:,}"),
-            ("sparsity", percent_text(zeros / numel if numel else 0.0))]
-    if selection.kind == "parameter":
-        rows.append(("requires_grad", str(tensor.requires_grad)))
-    if selection.kind == "buffer":
-        rows.append(("persistent", "no" if local in module._non_persistent_buffers_set else "yes"))
-    module_name = selection.module_name
-    if stem in hooks:
+    ts = view.state.tensors[row.tensor] if row.tensor is not None else None
+    count = row_count(row, view.totals) if row.tensor is not None else buffer_count(view.structure, module_name, local)
+    numel = count.numel if count is not None else 0
+    kind = row.type_text if row.kind != "tensor" else ("tensor, pruned" if row.pruned else row.type_text)
+    if row.key == ("orig",):
+        kind = "raw parameter of a pruned tensor"
+    elif row.key == ("mask",):
+        kind = "mask buffer of a pruned tensor"
+    zeros = count.zeros if count is not None else None
+    rows = [("shape", shape_text(row.shape or ())), ("dtype", row.dtype), ("device", view.device),
+            ("numel", f"{numel:,}"), ("zeros", "counting…" if zeros is None and count is not None else
+                                     f"{zeros:,}" if zeros is not None else ""),
+            ("sparsity", "…" if zeros is None and count is not None else
+             percent_text(zeros / numel if numel and zeros is not None else 0.0))]
+    if row.kind == "parameter":
+        rows.append(("requires_grad", str(slot.requires_grad.get(local.removesuffix("_orig"), False))))
+    if row.kind == "buffer" and row.key != ("mask",):
+        persistent = next((b.persistent for b in slot.buffers if b.name == local), True)
+        rows.append(("persistent", "yes" if persistent else "no"))
+    if ts is not None and ts.scanned is not None and ts.scanned.nonfinite and row.kind == "tensor":
+        rows.append(("NaN / Inf", f'<span class="warn">{ts.scanned.nonfinite:,} entries</span>'))
+    stem = local.removesuffix("_orig").removesuffix("_mask") if row.kind != "tensor" else local
+    if row.alias_of is not None:
+        rows.append(("tied", f"the same tensor as {_link(Selection('tensor', row.alias_of), row.alias_of)}: pruning "
+                             "either prunes both, and exports write it as the source did"))
+    if ts is not None and ts.pruning is not None and (row.kind != "tensor" or row.pruned):
         orig, mask = f"{stem}_orig", f"{stem}_mask"
-        mask_count = stats.tensor(module_name, mask, module)
         rows += [("pruned", f"yes — the forward uses {_link(Selection('parameter', qualify(module_name, orig)), orig)}"
                             f" × {_link(Selection('buffer', qualify(module_name, mask)), mask)}"),
-                 ("mask", f"{mask_count.zeros:,} of {mask_count.numel:,} entries removed")]
-    else:
-        rows.append(("pruned", "no"))
+                 ("mask", f"{ts.pruning.mask.zeros:,} of {ts.pruning.mask.numel:,} entries removed")]
+    elif ts is not None:
+        rows.append(("pruned", "yes (through its tie)" if ts.pruning is not None else "no"))
     parts = [f'<h3>{escape(selection.name)} <span class="muted">{escape(kind)}</span></h3>',
-             f"<p>in {_link(Selection('module', module_name), module_name or type(module).__name__)} "
-             f"({escape(module_type_name(module))})</p>", _pairs(rows)]
-    all_hooks = module_hooks(module)
+             f"<p>in {_link(Selection('module', module_name), module_name or slot.type_name)} "
+             f"({escape(slot.type_name)})</p>", _pairs(rows)]
+    all_hooks = view.module(module_name).hooks
     mine = [h for h in all_hooks if h.tensor == stem and h.methods]
     if mine:
         parts += ["<h4>Pruning history</h4>", history_table(mine, module_name, all_hooks)]
     return "".join(parts)
 
 
-def hook_html(selection: Selection, module: nn.Module) -> str:
-    hooks = module_hooks(module)
+def _rows_below(view: View, module_name: str) -> list[Row]:
+    rows = child_rows(view.structure, view.state, module_row(view.structure, module_name))
+    return rows + [r for parent in rows if parent.pruned for r in child_rows(view.structure, view.state, parent)]
+
+
+def hook_html(view: View, selection: Selection) -> str:
+    hooks = view.module(selection.name).hooks
+    slot = view.structure.modules[selection.name]
     if selection.index >= len(hooks):
         return f'<p class="muted">That hook of {escape(selection.name or "the root")} no longer exists.</p>'
     hook = hooks[selection.index]
-    where = _link(Selection("module", selection.name), selection.name or type(module).__name__)
+    where = _link(Selection("module", selection.name), selection.name or slot.type_name)
     rows = [("kind", escape(hook.kind)), ("class", escape(hook.cls)), ("module", where)]
     if hook.tensor:
         rows.append(("tensor", _link(Selection("tensor", qualify(selection.name, hook.tensor)), hook.tensor)))
@@ -207,32 +258,24 @@ def hook_html(selection: Selection, module: nn.Module) -> str:
     return "".join(parts)
 
 
-def details_html(model: nn.Module, selection: list[Selection], source: SourceInfo | None = None,
-                 stats: SparsityStats | None = None) -> str:
-    """The whole details page for the first selected item (the root module when nothing is selected); counts come
-    from ``stats`` (a fresh count of ``model`` when None)."""
-    stats = SparsityStats(model) if stats is None else stats
+def details_html(view: View, selection: list[Selection], source: SourceInfo | None = None) -> str:
+    """The whole details page for the first selected item (the root module when nothing is selected)."""
     if not selection:
-        body = '<p class="muted">Select a module or tensor in the tree. The whole model:</p>' + module_html("", model,
-                                                                                                          stats)
+        body = '<p class="muted">Select a module or tensor in the tree. The whole model:</p>' + module_html(view, "")
         if source is not None:
             body += source_html(source)
     else:
         first = selection[0]
-        try:
-            module = model.get_submodule(first.module_name)
-        except AttributeError:
-            module = None
-        if module is None:
+        if first.module_name not in view.structure.modules:
             body = f'<p class="muted">{escape(first.name)} no longer exists.</p>'
         elif first.kind == "module":
-            body = module_html(first.name, module, stats)
+            body = module_html(view, first.name)
             if first.name == "" and source is not None:
                 body += source_html(source)
         elif first.kind == "hook":
-            body = hook_html(first, module)
+            body = hook_html(view, first)
         else:
-            body = tensor_html(first, module, stats)
+            body = tensor_html(view, first)
         if len(selection) > 1:
             body += f'<p class="muted">{len(selection)} items selected; showing the first.</p>'
     return f"<html><head>{STYLE}</head><body>{body}</body></html>"
@@ -253,6 +296,7 @@ class DetailsView(QWidget):
         layout.addWidget(self.browser)
         session.selection_changed.connect(self.refresh)
         session.model_changed.connect(self.refresh)
+        session.counts_changed.connect(self.refresh)
         session.document_replaced.connect(self.refresh)
         self.refresh()
 
@@ -260,8 +304,7 @@ class DetailsView(QWidget):
         """Re-render, keeping the scroll position when the same item is shown again."""
         bar = self.browser.verticalScrollBar()
         position = bar.value()
-        doc = self.session.document
-        self.browser.setHtml(details_html(doc.model, self.session.selection, doc.source, self.session.stats))
+        self.browser.setHtml(details_html(View.of(self.session), self.session.selection, self.session.document.source))
         bar.setValue(position)
 
     def text(self) -> str:

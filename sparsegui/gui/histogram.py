@@ -12,8 +12,7 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6.QtWidgets import QCheckBox, QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
-from sparsegui.core.pruned import pruning_hooks
-from sparsegui.core.render import Histogram, magnitude_histogram, tensor_parts
+from sparsegui.core.render import Histogram, magnitude_histogram, state_parts
 from sparsegui.gui.background import LatestOnly
 from sparsegui.gui.mask_view import TENSOR_KINDS
 from sparsegui.gui.plot_files import export_png, export_svg
@@ -123,15 +122,13 @@ class WeightHistogram(QWidget):
         assert qualname is not None
         module_name, _, local = qualname.rpartition(".")
         try:
-            module = self.session.document.model.get_submodule(module_name)
-            values, mask = tensor_parts(module, local)
+            values, mask = state_parts(self.session.document.structure, self.session.state, module_name, local)
             if values.is_meta:
                 raise ValueError("the tensor is on the meta device and has no values to show")
-        except (AttributeError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError) as exc:
             self._show_problem(qualname, exc)
             return False
-        base = local[: -len("_orig")] if local.endswith("_orig") else local
-        threshold = base in pruning_hooks(module)
+        threshold = mask is not None
 
         def compute() -> Histogram:
             return magnitude_histogram(values, mask, self.bins, sample_limit=SAMPLE_LIMIT, threshold=threshold)

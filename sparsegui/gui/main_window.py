@@ -1,4 +1,8 @@
-"""The main window: docks around a tabbed mask view and charts, menus and toolbar wired to the controller."""
+"""The main window: docks around a tabbed mask view and charts, menus and toolbar wired to the controller.
+
+Every action that changes the model calls the controller, whose gate refuses while a job runs; disabling actions
+while busy is only a hint to the eye, not what keeps the model safe.
+"""
 
 from __future__ import annotations
 
@@ -19,7 +23,7 @@ from PySide6.QtWidgets import (
     QSplitter,
     QTabWidget,
     QToolBar,
-    QUndoView,
+    QVBoxLayout,
     QWidget,
 )
 
@@ -27,10 +31,12 @@ from sparsegui.core.demos import DEMOS
 from sparsegui.core.devices import list_devices
 from sparsegui.core.document import Document
 from sparsegui.gui.charts import SparsityChart, WeightHistogram
-from sparsegui.gui.controller import Controller, PruneRequest
+from sparsegui.gui.controller import Controller
 from sparsegui.gui.details import DetailsView
 from sparsegui.gui.dialogs import CHECKPOINT_FILTER, ArchitectureDialog, show_about
+from sparsegui.gui.file_names import suggested_path
 from sparsegui.gui.help import action_icon, app_icon, show_shortcuts
+from sparsegui.gui.history_view import HistoryView
 from sparsegui.gui.mask_view import MaskView
 from sparsegui.gui.module_tree import ModuleTreeWidget
 from sparsegui.gui.prune_panel import PrunePanel
@@ -57,6 +63,7 @@ class MainWindow(QMainWindow):
         self._connect()
         self._restore_settings()
         self._update_title()
+        self._update_history_actions()
 
     # -- construction ------------------------------------------------------------------------------------------
     def _build_widgets(self) -> None:
@@ -69,12 +76,20 @@ class MainWindow(QMainWindow):
         self.tabs = QTabWidget(objectName="centralTabs")
         self.tabs.addTab(self.mask_view, "Mask")
         self.tabs.addTab(charts, "Sparsity")
-        self.setCentralWidget(self.tabs)
+        self.opening_banner = QLabel(objectName="openingBanner", wordWrap=True)
+        self.opening_banner.setStyleSheet("background: #d9822b; color: white; padding: 6px; font-weight: 600;")
+        self.opening_banner.hide()
+        central = QWidget(objectName="centralArea")
+        layout = QVBoxLayout(central)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(0)
+        layout.addWidget(self.opening_banner)
+        layout.addWidget(self.tabs, 1)
+        self.setCentralWidget(central)
         self.tree = ModuleTreeWidget(self.session)
         self.details = DetailsView(self.session)
         self.prune_panel = PrunePanel(self.session)
-        self.undo_view = QUndoView(self.controller.undo_stack, objectName="undoView")
-        self.undo_view.setEmptyLabel("<opened>")
+        self.history_view = HistoryView(self.controller)
 
     def _dock(self, title: str, name: str, widget: QWidget, area: Qt.DockWidgetArea) -> QDockWidget:
         dock = QDockWidget(title, self, objectName=name)
@@ -87,7 +102,7 @@ class MainWindow(QMainWindow):
         self.tree_dock = self._dock("Modules", "modulesDock", self.tree, left)
         self.details_dock = self._dock("Details", "detailsDock", self.details, right)
         self.prune_dock = self._dock("Prune", "pruneDock", self.prune_panel, right)
-        self.history_dock = self._dock("History", "historyDock", self.undo_view, right)
+        self.history_dock = self._dock("History", "historyDock", self.history_view, right)
         self.tabifyDockWidget(self.details_dock, self.history_dock)
         self.details_dock.raise_()
 
@@ -99,7 +114,9 @@ class MainWindow(QMainWindow):
         return action
 
     def _build_actions(self) -> None:
+        c = self.controller
         self.open_action = self._action("Open…", self.open_dialog, QKeySequence.StandardKey.Open, "openAction")
+        self.open_folder_action = self._action("Open Folder…", self.open_folder_dialog, name="openFolderAction")
         self.arch_action = self._action("Open with Architecture…", self.open_with_architecture, name="archAction")
         self.recipe_action = self._action("Apply Recipe…", self.apply_recipe_dialog, name="applyRecipeAction")
         self.export_action = self._action("Export Pruned state_dict…", lambda: self.export_dialog(False),
@@ -109,14 +126,10 @@ class MainWindow(QMainWindow):
         self.export_masks_action = self._action("Export Masks…", self.export_masks_dialog, name="exportMasksAction")
         self.export_recipe_action = self._action("Export Recipe…", self.export_recipe_dialog, name="exportRecipeAction")
         self.quit_action = self._action("Quit", self.close, "Ctrl+Q", "quitAction")
-        self.undo_action = self.controller.undo_stack.createUndoAction(self, "Undo")
-        self.undo_action.setShortcut(QKeySequence.StandardKey.Undo)
-        self.undo_action.setObjectName("undoAction")
-        self.redo_action = self.controller.undo_stack.createRedoAction(self, "Redo")
+        self.undo_action = self._action("Undo", c.undo, QKeySequence.StandardKey.Undo, "undoAction")
+        self.redo_action = self._action("Redo", c.redo, QKeySequence.StandardKey.Redo, "redoAction")
         self.redo_action.setShortcuts([QKeySequence(QKeySequence.StandardKey.Redo), QKeySequence("Ctrl+Y")])
-        self.redo_action.setObjectName("redoAction")
-        self.remove_all_action = self._action("Remove All Pruning", lambda: self.controller.remove(["*"]),
-                                              name="removeAllAction")
+        self.remove_all_action = self._action("Remove All Pruning", lambda: c.remove(["*"]), name="removeAllAction")
         self.prune_action = self._action("Prune…", lambda: (self.prune_dock.show(), self.prune_dock.raise_()),
                                          "Ctrl+P", "showPruneAction")
         self.about_action = self._action("About SparseGUI", lambda: show_about(self), name="aboutAction")
@@ -127,18 +140,20 @@ class MainWindow(QMainWindow):
                              (self.remove_all_action, "remove"), (self.tree.prune_action, "prune"),
                              (self.tree.remove_action, "remove"), (self.tree.undo_action, "undo")):
             action.setIcon(action_icon(icon))
-        self.busy_actions = [self.open_action, self.arch_action, self.recipe_action, self.export_action,
-                             self.export_masks_state_action, self.export_masks_action, self.remove_all_action]
+        self.busy_actions = [self.open_action, self.open_folder_action, self.arch_action, self.recipe_action,
+                             self.export_action, self.export_masks_state_action, self.export_masks_action,
+                             self.remove_all_action]
 
     def _build_menus(self) -> None:
         bar = self.menuBar()
         file_menu = bar.addMenu("&File")
         file_menu.addAction(self.open_action)
+        file_menu.addAction(self.open_folder_action)
         self.recent_menu = file_menu.addMenu("Open Recent")
         self.recent_menu.setObjectName("recentMenu")
-        demo_menu = file_menu.addMenu("Open Demo Model")
+        self.demo_menu = file_menu.addMenu("Open Demo Model")
         for name in DEMOS:
-            demo_menu.addAction(self._action(name, lambda _=False, n=name: self.open_demo(n), name=f"demo_{name}"))
+            self.demo_menu.addAction(self._action(name, lambda _=False, n=name: self.open_demo(n), name=f"demo_{name}"))
         file_menu.addAction(self.arch_action)
         file_menu.addSeparator()
         file_menu.addAction(self.recipe_action)
@@ -190,7 +205,9 @@ class MainWindow(QMainWindow):
         status.setObjectName("statusBar")
         self.progress = QProgressBar(objectName="jobProgress", maximum=1000, maximumWidth=220)
         self.cancel_button = QPushButton("Cancel", objectName="cancelButton")
+        self.count_label = QLabel(objectName="countLabel")
         self.device_label = QLabel(objectName="deviceLabel")
+        status.addPermanentWidget(self.count_label)
         status.addPermanentWidget(self.progress)
         status.addPermanentWidget(self.cancel_button)
         status.addPermanentWidget(self.device_label)
@@ -203,9 +220,11 @@ class MainWindow(QMainWindow):
         c.recent_changed.connect(self._fill_recent)
         c.runner.progressed.connect(self._on_progress)
         c.runner.started.connect(lambda label: self.statusBar().showMessage(label))
+        c.history_changed.connect(self._update_title)
+        c.history_changed.connect(self._update_history_actions)
+        c.opening.connect(self._on_opening)
+        c.counter.progressed.connect(self._on_counting)
         self.cancel_button.clicked.connect(c.runner.cancel)
-        c.undo_stack.cleanChanged.connect(self._update_title)
-        c.undo_stack.indexChanged.connect(self._update_title)
         s.busy_changed.connect(self._on_busy)
         s.document_replaced.connect(self._on_document)
         s.model_changed.connect(self._update_device_label)
@@ -221,19 +240,27 @@ class MainWindow(QMainWindow):
 
     def refresh_pending(self) -> bool:
         """Whether a view is still computing in the background what it will show (benchmarks and tests wait)."""
-        return self.histogram.busy
+        return self.histogram.busy or self.mask_view.rendering
 
     # -- state shown in the chrome -----------------------------------------------------------------------------
     def _update_title(self, *_: object) -> None:
         doc = self.session.document
         name = Path(doc.source.path).name if doc.source.path else f"{doc.source.demo} (demo)"
         self.setWindowTitle(f"{name}[*] — SparseGUI")
-        self.setWindowModified(not self.controller.undo_stack.isClean())
+        self.setWindowModified(doc.modified)
+
+    def _update_history_actions(self) -> None:
+        history = self.session.document.history
+        busy = self.session.busy
+        self.undo_action.setEnabled(not busy and history.can_undo)
+        self.redo_action.setEnabled(not busy and history.can_redo)
+        self.undo_action.setText(f"Undo {history.undo_label}" if history.undo_label else "Undo")
+        self.redo_action.setText(f"Redo {history.redo_label}" if history.redo_label else "Redo")
 
     def _update_device_label(self) -> None:
         doc = self.session.document
-        size = sum(t.numel() * t.element_size() for t in doc.model.state_dict().values())
-        self.device_label.setText(f"on {doc.device} · {size / 2**20:.1f} MiB")
+        size = sum(slot.param.numel() * slot.param.element_size() for slot in doc.structure.tensors.values())
+        self.device_label.setText(f"on {doc.device} · {size / 2**20:,.1f} MiB")
         index = self.device_combo.findData(str(doc.device))
         if index >= 0:
             self.device_combo.setCurrentIndex(index)
@@ -242,18 +269,29 @@ class MainWindow(QMainWindow):
         self.progress.setValue(int(fraction * 1000))
         self.progress.setFormat(text)
 
+    def _on_counting(self, fraction: float, text: str) -> None:
+        self.count_label.setText(f"{text} ({fraction:.0%})" if text else "")
+
+    def _on_opening(self, name: str) -> None:
+        if name:
+            shown = self.controller.shown_name()
+            self.opening_banner.setText(f"Opening {name}… The model below is still {shown}.")
+        self.opening_banner.setVisible(bool(name))
+
     def _on_busy(self, busy: bool) -> None:
         self.progress.setVisible(busy)
         self.cancel_button.setVisible(busy)
         self.progress.setValue(0)
         for action in self.busy_actions:
             action.setEnabled(not busy)
+        self.demo_menu.setEnabled(not busy)
+        self.recent_menu.setEnabled(not busy and bool(self.recent_menu.actions()))
         self.device_combo.setEnabled(not busy)
-        self.undo_action.setEnabled(not busy and self.controller.undo_stack.canUndo())
-        self.redo_action.setEnabled(not busy and self.controller.undo_stack.canRedo())
+        self._update_history_actions()
 
     def _on_document(self, _doc: Document) -> None:
         self._update_title()
+        self._update_history_actions()
         self._update_device_label()
 
     def _show_mask(self, name: str) -> None:
@@ -264,30 +302,42 @@ class MainWindow(QMainWindow):
         self.recent_menu.clear()
         for path in files:
             self.recent_menu.addAction(self._action(path, lambda _=False, p=path: self.open_path(p)))
-        self.recent_menu.setEnabled(bool(files))
+        self.recent_menu.setEnabled(bool(files) and not self.session.busy)
 
     # -- user actions ------------------------------------------------------------------------------------------
     def confirm_discard(self) -> bool:
-        """Ask before dropping unexported changes; True if it is fine to go on."""
-        if self.controller.undo_stack.isClean():
+        """Ask before dropping unexported changes (offering to export them); True if it is fine to go on now."""
+        if not self.session.document.modified:
             return True
         answer = QMessageBox.question(
-            self, "Unsaved changes", "The model has pruning changes that were not exported. Discard them?",
-            QMessageBox.StandardButton.Discard | QMessageBox.StandardButton.Cancel,
-            QMessageBox.StandardButton.Cancel,
+            self, "Unsaved changes", "The model has pruning changes that were not exported.",
+            QMessageBox.StandardButton.Save | QMessageBox.StandardButton.Discard | QMessageBox.StandardButton.Cancel,
+            QMessageBox.StandardButton.Save,
         )
+        if answer == QMessageBox.StandardButton.Save:
+            self.export_dialog(False)
+            return False
         return answer == QMessageBox.StandardButton.Discard
 
     def open_path(self, path: str, options: object = None) -> None:
-        if self.confirm_discard():
+        if self.controller.gate(f"Opening {Path(path).name}") and self.confirm_discard():
             self.controller.open_path(path, options)  # type: ignore[arg-type]
 
     def open_demo(self, name: str) -> None:
-        if self.confirm_discard():
+        if self.controller.gate(f"Opening the {name} demo") and self.confirm_discard():
             self.controller.open_demo(name)
 
+    def _start_folder(self) -> str:
+        path = self.session.document.source.path
+        return str(Path(path).parent) if path else ""
+
     def open_dialog(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Open checkpoint", "", CHECKPOINT_FILTER)
+        path, _ = QFileDialog.getOpenFileName(self, "Open checkpoint", self._start_folder(), CHECKPOINT_FILTER)
+        if path:
+            self.open_path(path)
+
+    def open_folder_dialog(self) -> None:
+        path = QFileDialog.getExistingDirectory(self, "Open model folder", self._start_folder())
         if path:
             self.open_path(path)
 
@@ -297,27 +347,32 @@ class MainWindow(QMainWindow):
             self.open_path(dialog.path.text().strip(), dialog.options())
 
     def apply_recipe_dialog(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Apply recipe", "", "Recipes (*.json);;All files (*)")
+        path, _ = QFileDialog.getOpenFileName(self, "Apply recipe", self._start_folder(),
+                                              "Recipes (*.json);;All files (*)")
         if path:
             self.controller.apply_recipe(path)
 
     def export_dialog(self, keep_masks: bool) -> bool:
         title = "Export state_dict with masks" if keep_masks else "Export pruned state_dict"
-        path, _ = QFileDialog.getSaveFileName(self, title, "", EXPORT_FILTER)
+        suggested = suggested_path(self.session.document.source, "masked" if keep_masks else "pruned")
+        path, _ = QFileDialog.getSaveFileName(self, title, suggested, EXPORT_FILTER)
         return bool(path) and self.controller.export(path, keep_masks=keep_masks)
 
     def export_masks_dialog(self) -> None:
-        path, _ = QFileDialog.getSaveFileName(self, "Export masks", "", EXPORT_FILTER)
+        path, _ = QFileDialog.getSaveFileName(self, "Export masks", suggested_path(self.session.document.source,
+                                                                                   "masks"), EXPORT_FILTER)
         if path:
             self.controller.export_masks(path)
 
     def export_recipe_dialog(self) -> None:
-        path, _ = QFileDialog.getSaveFileName(self, "Export recipe", "recipe.json", "Recipes (*.json)")
+        path, _ = QFileDialog.getSaveFileName(self, "Export recipe", suggested_path(self.session.document.source,
+                                                                                    "recipe"), "Recipes (*.json)")
         if path:
             self.controller.export_recipe(path)
 
     def export_image(self, widget: QWidget) -> None:
-        path, _ = QFileDialog.getSaveFileName(self, "Export image", "", "PNG image (*.png);;SVG image (*.svg)")
+        path, _ = QFileDialog.getSaveFileName(self, "Export image", self._start_folder(),
+                                              "PNG image (*.png);;SVG image (*.svg)")
         if not path:
             return
         if path.lower().endswith(".svg"):
@@ -337,7 +392,11 @@ class MainWindow(QMainWindow):
             self.open_path(urls[0])
 
     def closeEvent(self, event: QCloseEvent) -> None:
-        if self.session.busy or not self.confirm_discard():
+        if self.session.busy:
+            self.controller.gate("Quit")
+            event.ignore()
+            return
+        if not self.confirm_discard():
             event.ignore()
             return
         settings = QSettings()
@@ -352,11 +411,11 @@ class MainWindow(QMainWindow):
             self.restoreGeometry(geometry)
         else:
             self.resize(1500, 920)
-            self.resizeDocks([self.tree_dock, self.details_dock], [470, 430], Qt.Orientation.Horizontal)
+            self.resizeDocks([self.tree_dock, self.details_dock], [600, 400], Qt.Orientation.Horizontal)
             self.resizeDocks([self.details_dock, self.prune_dock], [470, 400], Qt.Orientation.Vertical)
         state = settings.value("window/state")
         if isinstance(state, QByteArray):
             self.restoreState(state)
 
 
-__all__ = ["MainWindow", "PruneRequest", "QMenu"]
+__all__ = ["MainWindow", "QMenu"]

@@ -22,7 +22,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from sparsegui.core.render import Layout, RenderedTensor, render_values, tensor_parts
+from sparsegui.core.bitmask import BitMask
+from sparsegui.core.render import Layout, RenderedTensor, is_kept, render_values, state_parts
 from sparsegui.gui.background import LatestOnly
 from sparsegui.gui.plot_files import export_png, export_svg
 from sparsegui.gui.session import Selection, Session
@@ -96,7 +97,7 @@ class MaskView(QWidget):
         self.session = session
         self.qualname: str | None = None
         self.rendered: RenderedTensor | None = None
-        self._mask: torch.Tensor | None = None
+        self._mask: torch.Tensor | BitMask | None = None
         self._title = EMPTY_TITLE
         self._background = LatestOnly(self)
 
@@ -210,9 +211,8 @@ class MaskView(QWidget):
         assert qualname is not None
         module_name, _, local = qualname.rpartition(".")
         try:
-            module = self.session.document.model.get_submodule(module_name)
-            values, mask = tensor_parts(module, local)
-        except (AttributeError, TypeError, ValueError) as exc:
+            values, mask = state_parts(self.session.document.structure, self.session.state, module_name, local)
+        except (KeyError, TypeError, ValueError) as exc:
             self._show_error(qualname, exc)
             return False
         if values.numel() <= BACKGROUND_LIMIT:
@@ -246,7 +246,7 @@ class MaskView(QWidget):
         self.cursor_label.setText(" ")
         self._set_title(f"{qualname}: {exc}")
 
-    def _show(self, qualname: str, values: torch.Tensor, mask: torch.Tensor | None, rendered: RenderedTensor,
+    def _show(self, qualname: str, values: torch.Tensor, mask: torch.Tensor | BitMask | None, rendered: RenderedTensor,
               reset_view: bool) -> None:
         self.rendered, self._mask = rendered, mask
         self._apply_colormap()
@@ -346,7 +346,7 @@ class MaskView(QWidget):
             return f"{self.qualname}[{index}]: {'kept' if probe.value else 'pruned'}"
         text = f"{self.qualname}[{index}] = {probe.value + 0.0:.6g}"
         if self._mask is not None:
-            text += " · kept" if float(self._mask[probe.index]) != 0 else " · pruned"
+            text += " · kept" if is_kept(self._mask, probe.index) else " · pruned"
         return text
 
     def _on_selection(self, items: list[Selection]) -> None:
@@ -365,6 +365,7 @@ def _preview() -> None:  # pragma: no cover - manual preview
     session = Session(Document.demo("lenet"))
     session.document.prune("ln_structured", ["conv2.weight"], amount=0.5, n=2, dim=0)
     session.document.prune("l1_unstructured", ["conv2.weight"], amount=0.3)
+    session.state_changed()
     view = MaskView(session)
     view.resize(900, 700)
     view.show_tensor(sys.argv[1] if len(sys.argv) > 1 else "conv2.weight")

@@ -21,26 +21,25 @@ from PySide6.QtCore import (
 )
 from PySide6.QtGui import QAction
 from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QLineEdit, QMenu, QTreeView, QVBoxLayout, QWidget
-from torch import nn
 
-from sparsegui.core.inspection import module_hooks
-from sparsegui.core.pruned import forward_tensor_names, pruning_hooks
-from sparsegui.core.targets import GLOB_CHARS, module_types
+from sparsegui.core.names import qualify
+from sparsegui.core.structure import ModelStructure
+from sparsegui.core.targets import GLOB_CHARS, named_tensors
 from sparsegui.gui.session import Selection, Session
 from sparsegui.gui.sparsity_delegate import SparsityDelegate
-from sparsegui.gui.tree_model import COLUMNS, KIND_ROLE, NAME, SPARSITY, ModuleTreeModel, Node, qualify
+from sparsegui.gui.tree_model import COLUMNS, KIND_ROLE, NAME, SPARSITY, ModuleTreeModel, Node
 
 COLUMN_WIDTHS = (260, 120, 110, 130, 60)
 
 
-def matching_modules(model: nn.Module, text: str) -> set[str]:
+def matching_modules(structure: ModelStructure, text: str) -> set[str]:
     """Names of the modules whose qualified name or type (class, base classes, guessed kind) contains ``text``,
     ignoring case; with ``*``, ``?`` or ``[`` the text is a glob pattern matched against the whole name or type."""
     pattern = text.strip().lower()
     glob = bool(GLOB_CHARS & set(pattern))
     found = set()
-    for name, module in model.named_modules():
-        words = [name.lower(), *(t.lower() for t in module_types(module))]
+    for name, slot in structure.modules.items():
+        words = [name.lower(), *(t.lower() for t in slot.types)]
         if any(fnmatchcase(w, pattern) if glob else pattern in w for w in words):
             found.add(name)
     return found
@@ -147,7 +146,7 @@ class ModuleTreeWidget(QWidget):
         """Filter now with the box's text (typing waits 200 ms first); matches are revealed."""
         self._filter_timer.stop()
         text = self.filter_edit.text().strip()
-        matches = matching_modules(self.session.document.model, text) if text else None
+        matches = matching_modules(self.session.document.structure, text) if text else None
         self.proxy.set_matches(matches)
         if matches:
             self.view.setUpdatesEnabled(False)
@@ -230,16 +229,24 @@ class ModuleTreeWidget(QWidget):
     def selected_tensors(self, pruned: bool = False) -> list[str]:
         """The tensors the selected rows cover: a tensor (or its ``_orig``/``_mask``, or its pruning hook) itself,
         a module every tensor in its subtree; with ``pruned`` only the pruned ones."""
+        state, structure = self.session.state, self.session.document.structure
+        every = named_tensors(structure, state)
         names: dict[str, None] = {}
         for node in self.selected_nodes():
-            modules = node.module.named_modules(prefix=node.name) if node.kind == "module" else \
-                [(node.module_path, node.module)]
-            for path, module in modules:
-                hooks = pruning_hooks(module)
-                for tensor in forward_tensor_names(module):
-                    covered = node.kind == "module" or _covers(node, tensor, hooks)
-                    if covered and (tensor in hooks or not pruned):
-                        names[qualify(path, tensor)] = None
+            if node.kind == "module":
+                prefix = f"{node.name}." if node.name else ""
+                covered = [(n, c) for n, c in every if n.startswith(prefix)]
+            elif node.kind == "hook":
+                tensor = node.data.hook.tensor if node.data.hook is not None else None
+                name = qualify(node.name, tensor) if tensor else None
+                covered = [(n, c) for n, c in every if n == name]
+            else:
+                covered = [(node.name, node.data.tensor)] if node.data.tensor is not None else []
+                covered = [(n.removesuffix("_orig").removesuffix("_mask") if node.kind != "tensor" else n, c)
+                           for n, c in covered]
+            for name, canonical in covered:
+                if canonical is not None and (not pruned or state.tensors[canonical].pruned):
+                    names[name] = None
         return list(names)
 
     def _emit_show_mask(self) -> None:
@@ -264,16 +271,6 @@ class ModuleTreeWidget(QWidget):
         menu.addSeparator()
         menu.addAction(self.show_mask_action)
         menu.exec(self.view.viewport().mapToGlobal(position))
-
-
-def _covers(node: Node, tensor: str, hooks: dict[str, object]) -> bool:
-    """Whether a non-module row stands for ``tensor``: the tensor itself, its ``_orig``/``_mask``, or its hook."""
-    if node.kind == "tensor":
-        return node.local == tensor
-    if node.kind == "hook":
-        infos = module_hooks(node.module)
-        return tensor in hooks and node.index < len(infos) and infos[node.index].tensor == tensor
-    return tensor in hooks and node.local in (tensor + "_orig", tensor + "_mask")
 
 
 if __name__ == "__main__":

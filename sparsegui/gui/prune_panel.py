@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-from typing import Any
 
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import (
@@ -22,15 +21,11 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
     QWidget,
 )
-from torch import nn
 
-from sparsegui.core import operations as ops
-from sparsegui.core.amounts import check_amount_fits, check_dim
 from sparsegui.core.errors import SparseGUIError
-from sparsegui.core.methods import GLOBAL_METHODS, MethodSpec, available_methods, load_plugin_file, resolve_method
-from sparsegui.core.pruned import pruning_hooks
-from sparsegui.core.targets import TensorRef
-from sparsegui.gui.controller import PruneRequest
+from sparsegui.core.methods import MethodSpec, available_methods, load_plugin_file, resolve_method
+from sparsegui.core.operations import check_step
+from sparsegui.core.steps import GlobalStep, PruneStep, Step
 from sparsegui.gui.errors import show_error
 from sparsegui.gui.session import Session
 
@@ -46,7 +41,8 @@ def _pair(main: QWidget, side: QWidget) -> QHBoxLayout:
 
 
 class PrunePanel(QWidget):
-    """Collects a :class:`PruneRequest`; ``apply_requested`` fires only for settings the core accepts."""
+    """Collects a :class:`~sparsegui.core.steps.Step`; ``apply_requested`` fires only for settings the core
+    accepts."""
 
     apply_requested = Signal(object)
     remove_requested = Signal(list)
@@ -57,7 +53,8 @@ class PrunePanel(QWidget):
         self.session = session
         self.method = QComboBox(objectName="methodCombo")
         self.load_plugin = QPushButton("Load plugin…", objectName="loadPluginButton")
-        self.amount = QDoubleSpinBox(objectName="amountSpin", decimals=2, maximum=100.0, value=30.0)
+        # the maximum is not 100: typing 150 must be explained (problem_text), not silently cut to 15
+        self.amount = QDoubleSpinBox(objectName="amountSpin", decimals=2, maximum=1e12, value=30.0)
         self.amount_unit = QComboBox(objectName="amountUnit")
         self.amount_unit.addItems(["%", "entries"])
         self.n = QComboBox(objectName="nCombo", editable=True)
@@ -121,6 +118,7 @@ class PrunePanel(QWidget):
                        self.scope_group.buttonToggled):
             signal.connect(self.validate)
         self.session.selection_changed.connect(self.validate)
+        self.session.counts_changed.connect(self.validate)
         self.session.model_changed.connect(self.validate)
         self.session.document_replaced.connect(self.validate)
         self.session.busy_changed.connect(self.validate)
@@ -147,7 +145,6 @@ class PrunePanel(QWidget):
     def _unit_changed(self) -> None:
         percent = self.amount_unit.currentText() == "%"
         self.amount.setDecimals(2 if percent else 0)
-        self.amount.setMaximum(100.0 if percent else 1e12)
 
     def _load_plugin(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Load pruning plugin", "", "Python files (*.py)")
@@ -183,71 +180,51 @@ class PrunePanel(QWidget):
             return self.amount.value() / 100.0
         return int(self.amount.value())
 
-    def request(self) -> PruneRequest:
-        """The request the current settings describe (may be invalid: see :meth:`problem_text`)."""
+    def request(self) -> Step:
+        """The step the current settings describe (may be invalid: see :meth:`problem_text`)."""
         spec = self.spec()
-        types = [t.strip() for t in self.types.text().split(",") if t.strip()]
+        types = tuple(t.strip() for t in self.types.text().split(",") if t.strip())
         if self.scope_pattern.isChecked():
-            targets = [p.strip() for p in self.pattern.text().split(",") if p.strip()]
+            targets = tuple(p.strip() for p in self.pattern.text().split(",") if p.strip())
         else:
-            targets = self._selected_tensors()
+            targets = tuple(self._selected_tensors())
+            types = ()
+        seed = None if self.random_seed.isChecked() else self.seed.value()
+        if self.scope_global.isChecked():
+            return GlobalStep(spec.name, targets, self.amount_value(), types,
+                              seed if spec.name == "random_unstructured" else None)
         n_text = self.n.currentText().strip()
         n: object = n_text
         with contextlib.suppress(ValueError):
             n = float(n_text) if "." in n_text else int(n_text)
-        seed = None if self.random_seed.isChecked() else self.seed.value()
-        return PruneRequest(
+        return PruneStep(
             method=spec.name,
             targets=targets,
-            types=types if self.scope_pattern.isChecked() else [],
+            types=types,
             amount=self.amount_value() if spec.takes_amount else None,
-            n=n if spec.takes_n else None,
+            n=n if spec.takes_n else None,  # type: ignore[arg-type]
             dim=self.dim.value() if spec.takes_dim else None,
             seed=seed if (spec.random or spec.origin != "torch") else None,
             mask=self.mask_path.text().strip() or None if spec.takes_mask else None,
-            global_=self.scope_global.isChecked(),
         )
 
     def problem_text(self) -> str:
-        """Why the current settings cannot be applied, or "" if they can."""
+        """Why the current settings cannot be applied, or "" if they can (the core's own check of the step)."""
         if self.session.busy:
             return "Busy: wait for the running job to finish."
+        percent = self.amount_unit.currentText() == "%"
+        if percent and self.amount.value() > 100:
+            return f"Amount {self.amount.value():g}% is more than 100%: a percentage is between 0 and 100."
         try:
-            spec = self.spec()
-            request = self.request()
-            if not request.targets:
+            step = self.request()
+            if not step.targets:
                 return "Select one or more tensors in the module tree, or choose “Tensors matching”."
-            if request.global_:
-                if spec.name not in GLOBAL_METHODS:
-                    return f"Global pruning works with {' or '.join(GLOBAL_METHODS)}, not {spec.name}."
-                return ""
-            if spec.takes_mask and not request.mask:
+            if isinstance(step, PruneStep) and self.spec().takes_mask and not step.mask:
                 return "Choose a mask file."
-            kwargs = ops.prune_settings(spec, request.amount, request.n, request.dim)
-            doc = self.session.document
-            refs = doc.resolve(request.targets, request.types or None)
-            modules = doc.modules()
-            for ref in refs:
-                self._check_target(modules[ref.module], ref, kwargs)
+            check_step(self.session.document.structure, self.session.state, step)
         except SparseGUIError as exc:
             return str(exc)
         return ""
-
-    def _check_target(self, module: nn.Module, ref: TensorRef, kwargs: dict[str, Any]) -> None:
-        """What ``ops.validate_target`` checks, with the unpruned entries read from ``session.stats`` (and counted
-        only for an amount given as a count): this runs on every selection change, on tensors of any size."""
-        tensor = ops.target_tensor(module, ref.tensor)
-        amount = kwargs.get("amount")
-        if "dim" in kwargs:
-            dim = check_dim(kwargs["dim"], tensor, ref.qualname)
-            if amount is not None:
-                check_amount_fits(amount, tensor.shape[dim], f"channels along dim {dim} of {ref.qualname}")
-        elif isinstance(amount, int):
-            if ref.tensor in pruning_hooks(module):
-                mask = self.session.stats.tensor(ref.module, ref.tensor + "_mask", module)
-                check_amount_fits(amount, mask.numel - mask.zeros, f"unpruned entries of {ref.qualname}")
-            else:
-                check_amount_fits(amount, tensor.numel(), f"entries of {ref.qualname}")
 
     def validate(self, *_: object) -> None:
         spec = None

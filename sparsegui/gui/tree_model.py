@@ -1,12 +1,12 @@
 """The module tree as a Qt item model: modules, then their tensors, buffers and hooks, built lazily.
 
-Each row is a :class:`~sparsegui.gui.tree_nodes.Node`. A module's children are made the first time a view asks for
-them (``rowCount``), so a model with 10,000 modules opens with one row per top-level module. Counts come from
-``session.stats`` (each tensor counted once, again only after an operation touched it); a row caches its cells until
-the next ``model_changed``. A pruned tensor ``weight`` shows its raw parameter ``weight_orig`` and its buffer
-``weight_mask`` as children. On ``model_changed`` the built rows of the touched modules (``session.changed``; all of
-them when unknown) are compared by key with the model and only the rows that appeared or went are removed/inserted,
-so expansion and selection survive pruning and undo.
+Each row is a :class:`~sparsegui.gui.tree_nodes.Node` over a core :class:`~sparsegui.core.rows.Row` read from the
+session's state (never from live modules). A module's children are made the first time a view asks for them
+(``rowCount``), so a model with 10,000 modules opens with one row per top-level module. Counts come from
+``session.totals`` ("…" until the background count reaches a tensor); a row caches its cells until the next change.
+A pruned tensor ``weight`` shows its raw parameter ``weight_orig`` and its buffer ``weight_mask`` as children. On
+``model_changed`` the built rows of the touched modules are compared by key with the new state and only the rows
+that appeared or went are removed/inserted, so expansion and selection survive pruning and undo.
 """
 
 from __future__ import annotations
@@ -15,19 +15,19 @@ from typing import Any
 
 from PySide6.QtCore import QAbstractItemModel, QModelIndex, QObject, QPersistentModelIndex, Qt, Signal
 
-from sparsegui.core.inspection import HookInfo, module_hooks
-from sparsegui.core.targets import module_type_name
+from sparsegui.core.rows import row_count
 from sparsegui.gui.session import Selection, Session
 from sparsegui.gui.sparsity_delegate import SPARSITY_ROLE, kind_icon
-from sparsegui.gui.tree_nodes import Node, adopt, has_children, make_children
-from sparsegui.gui.tree_text import hook_text, module_devices, percent_text, qualify, shape_text
+from sparsegui.gui.tree_nodes import ROOT, Node, adopt, has_children, make_children
+from sparsegui.gui.tree_text import hook_text, percent_text, shape_text
 
-__all__ = ["COLUMNS", "KIND_ROLE", "ModuleTreeModel", "Node", "qualify"]
+__all__ = ["COLUMNS", "KIND_ROLE", "ModuleTreeModel", "Node"]
 
 COLUMNS = ("Name", "Type", "Shape / params", "Sparsity", "Device")
 NAME, TYPE, SIZE, SPARSITY, DEVICE = range(len(COLUMNS))
 KIND_ROLE = Qt.ItemDataRole.UserRole + 2  # the node's kind: module, tensor, parameter, buffer, hook
 AnyIndex = QModelIndex | QPersistentModelIndex
+UNKNOWN = "…"
 
 
 class ModuleTreeModel(QAbstractItemModel):
@@ -44,23 +44,17 @@ class ModuleTreeModel(QAbstractItemModel):
         super().__init__(parent)
         self.session = session
         self.created_nodes = 0  # how many rows were ever built (tests check laziness with it)
-        self._devices: dict[int, frozenset[str]] = {}
         self._retired: list[Node] = []  # removed rows stay alive until the next reset: views may hold their indexes
-        self._root = self._invisible_root()
+        self._root = Node(ROOT)
         session.document_replaced.connect(self.reset)
         session.model_changed.connect(self.refresh)
+        session.counts_changed.connect(self.recount)
 
     # -- building ---------------------------------------------------------------------------------------------------
-    def _node(self, *args: Any, **kwargs: Any) -> Node:
-        self.created_nodes += 1
-        return Node(*args, **kwargs)
-
-    def _invisible_root(self) -> Node:
-        model = self.session.document.model
-        return Node("root", "", "", model, ("root",))
-
     def _make_children(self, node: Node) -> list[Node]:
-        return make_children(node, self._node)
+        children = make_children(node, self.session.document.structure, self.session.state)
+        self.created_nodes += len(children)
+        return children
 
     def _children(self, node: Node) -> list[Node]:
         if node.children is None:
@@ -136,73 +130,50 @@ class ModuleTreeModel(QAbstractItemModel):
             return "mask"
         return node.kind
 
-    def _hook(self, node: Node) -> HookInfo | None:
-        hooks = module_hooks(node.module)
-        return hooks[node.index] if node.index < len(hooks) else None
-
-    def _stats(self, node: Node) -> tuple[int, int, float | None, str]:
-        """(elements, zeros, sparsity or None, device) of a row, cached until the model changes."""
+    def _stats(self, node: Node) -> tuple[int, int | None, float | None]:
+        """(elements, zeros, sparsity) of a row — zeros None while not counted — cached until the state changes."""
         found = node.cache.get("stats")
-        if found is not None:
-            return found
-        stats = self.session.stats
-        if node.kind == "module":
-            count = stats.module(node.name, node.module)
-            devices = module_devices(node.module, self._devices)
-            found = (count.numel, count.zeros, count.sparsity, ", ".join(sorted(devices)))
-        elif node.kind == "hook":
-            found = (0, 0, None, "")
-        else:
-            tensor = node.tensor()
-            count = stats.tensor(node.module_path, node.local, node.module)
-            numel, zeros = count.numel, count.zeros
-            show = node.kind in ("tensor", "parameter") or node.key == ("mask",)
-            found = (numel, zeros, zeros / numel if numel and show else None, str(tensor.device))
-        node.cache["stats"] = found
+        if found is None:
+            count = row_count(node.data, self.session.totals)
+            found = (0, None, None) if count is None else (count.numel, count.zeros, count.sparsity)
+            node.cache["stats"] = found
         return found
 
     def _text(self, node: Node, column: int) -> str:
+        data = node.data
         if column == NAME:
             if node.kind == "hook":
-                hook = self._hook(node)
-                return hook_text(hook) if hook else ""
+                return hook_text(data.hook) if data.hook is not None else ""
             return node.local
         if column == TYPE:
-            return self._type_text(node)
+            return data.type_text
         if column == SIZE:
             if node.kind == "module":
                 numel = self._stats(node)[0]
                 return f"{numel:,} params" if numel else ""
-            return "" if node.kind == "hook" else shape_text(node.tensor().shape)
+            return "" if data.shape is None else shape_text(data.shape)
         if column == SPARSITY:
-            sparsity = self._stats(node)[2]
+            numel, zeros, sparsity = self._stats(node)
+            if zeros is None and numel:
+                return UNKNOWN
             return "" if sparsity is None else percent_text(sparsity)
-        return self._stats(node)[3]
-
-    def _type_text(self, node: Node) -> str:
-        if node.kind == "module":
-            return module_type_name(node.module)
-        if node.kind == "tensor":
-            return "tensor, pruned" if node.pruned else "tensor"
-        if node.kind == "parameter":
-            return "parameter (raw)" if node.key == ("orig",) else "parameter"
-        if node.kind == "buffer":
-            if node.key == ("mask",):
-                return "buffer (mask)"
-            return "buffer" if node.local not in node.module._non_persistent_buffers_set else "buffer, non-persistent"
-        return "hook"
+        return "" if node.kind == "hook" else str(self.session.document.device)
 
     def _tooltip(self, node: Node) -> str:
+        data = node.data
         if node.kind == "hook":
-            hook = self._hook(node)
-            return hook_text(hook) if hook else ""
+            return hook_text(data.hook) if data.hook is not None else ""
         if node.kind == "module":
-            return f"{node.name or '(root)'} — {module_type_name(node.module)}"
-        tensor = node.tensor()
+            return f"{node.name or '(root)'} — {data.type_text}"
         extra = ""
         if node.kind == "tensor" and node.pruned:
             extra = f"\nforward uses {node.local}_orig × {node.local}_mask"
-        return f"{node.name}: {shape_text(tensor.shape)} {str(tensor.dtype).removeprefix('torch.')}{extra}"
+        if data.alias_of is not None:
+            extra += f"\nthe same tensor as {data.alias_of} (tied): pruned and counted once, under that name"
+        if self._stats(node)[1] is None and node.kind != "hook":
+            extra += "\nzeros: still being counted"
+        shape = "" if data.shape is None else shape_text(data.shape)
+        return f"{node.name}: {shape} {data.dtype}{extra}"
 
     # -- selections -------------------------------------------------------------------------------------------------
     def selection_for(self, index: AnyIndex) -> Selection:
@@ -239,27 +210,43 @@ class ModuleTreeModel(QAbstractItemModel):
     def reset(self, *_: object) -> None:
         """A new document: rebuild from scratch."""
         self.beginResetModel()
-        self._devices.clear()
         self._retired.clear()
-        self._root = self._invisible_root()
+        self._root = Node(ROOT)
         self.endResetModel()
 
     def refresh(self) -> None:
-        """The same model changed: update built rows in place (insert/remove only what appeared or went), looking
-        again only at the modules the change touched (``session.changed``); the other rows just forget their
-        cached cells, whose statistics ``session.stats`` still holds."""
+        """The state changed: update built rows in place (insert/remove only what appeared or went), looking again
+        only at the modules holding a changed tensor (``session.changed``); the other rows only forget their cached
+        cells."""
         self.refresh_started.emit()
         try:
-            self._devices.clear()
             touched = self.session.changed
-            self._refresh(self._root, None if touched is None else {q.rpartition(".")[0] for q in touched})
-            # one layout change re-reads every visible cell; a dataChanged per built level would cost one Python
-            # emit each, and each emit from Python is slow (and, on PySide6 6.12 with CPython < 3.12, leaks a
-            # reference to True)
-            self.layoutAboutToBeChanged.emit()
-            self.layoutChanged.emit()
+            paths = None
+            if touched is not None:
+                structure = self.session.document.structure
+                paths = {structure.tensors[n].module for n in touched}
+                paths |= {a.rpartition(".")[0] for n in touched for a in structure.tensors[n].aliases}
+            self._refresh(self._root, paths)
+            self._relayout()
         finally:
             self.refresh_finished.emit()
+
+    def recount(self) -> None:
+        """Counts arrived from the background: only the cells change."""
+        self._forget(self._root)
+        self._relayout()
+
+    def _relayout(self) -> None:
+        # one layout change re-reads every visible cell; a dataChanged per built level would cost one Python emit
+        # each, and each emit from Python is slow (and, on PySide6 6.12 with CPython < 3.12, leaks a reference to
+        # True)
+        self.layoutAboutToBeChanged.emit()
+        self.layoutChanged.emit()
+
+    def _forget(self, node: Node) -> None:
+        node.cache.clear()
+        for child in node.children or ():
+            self._forget(child)
 
     def _refresh(self, node: Node, paths: set[str] | None) -> None:
         """Update ``node``'s built rows; ``paths`` are the touched modules (None: all of them)."""
@@ -272,7 +259,7 @@ class ModuleTreeModel(QAbstractItemModel):
                 self._merge(node, fresh)
             now = {c.key: c for c in fresh}
             for child in node.children:
-                child.pruned = now[child.key].pruned  # a tensor keeps its row when pruned; orig and mask go below
+                child.data = now[child.key].data  # a tensor keeps its row when pruned; orig and mask go below
         for child in node.children:
             self._refresh(child, paths)
 

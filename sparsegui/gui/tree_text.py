@@ -1,16 +1,13 @@
-"""Text shared by the module tree and the details view: names, shapes, percentages, hooks, devices."""
+"""Text shared by the module tree and the details view: names, shapes, percentages, hooks."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from torch import nn
-
 from sparsegui.core.inspection import HookInfo
+from sparsegui.core.names import qualify
 
-
-def qualify(module: str, local: str) -> str:
-    return f"{module}.{local}" if module else local
+__all__ = ["hook_text", "method_text", "percent_text", "qualify", "shape_text", "value_text"]
 
 
 def shape_text(shape: Any) -> str:
@@ -39,17 +36,3 @@ def hook_text(info: HookInfo) -> str:
     if info.cls == "PruningContainer":
         return f"{info.kind} ({info.tensor}): PruningContainer → {methods}"
     return f"{info.kind} ({info.tensor}): {methods}"
-
-
-def module_devices(module: nn.Module, cache: dict[int, frozenset[str]] | None = None) -> frozenset[str]:
-    """The devices of the parameters and buffers of ``module`` and its submodules (no tensor data is read);
-    ``cache`` (by module id) makes a parent reuse its children's answers."""
-    cache = {} if cache is None else cache
-    found = cache.get(id(module))
-    if found is None:
-        devices = {str(t.device) for t in (*module._parameters.values(), *module._buffers.values()) if t is not None}
-        for child in module._modules.values():
-            if child is not None:
-                devices |= module_devices(child, cache)
-        found = cache[id(module)] = frozenset(devices)
-    return found

@@ -36,6 +36,6 @@ def window(qtbot, isolated_settings, monkeypatch):  # type: ignore[no-untyped-de
     win.show()
     yield win
     win.controller.runner.wait()
-    win.controller.undo_stack.setClean()  # so closing does not ask about unsaved changes
+    win.session.document.history.mark_clean()  # so closing does not ask about unsaved changes
     win.close()
     win.deleteLater()

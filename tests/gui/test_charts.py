@@ -46,7 +46,7 @@ def prune_a_few(session: Session) -> None:
     doc.prune("ln_structured", ["conv2.weight"], amount=0.5, n=2, dim=0)
     doc.prune("l1_unstructured", ["conv2.weight", "fc1.weight"], amount=0.3)
     doc.global_prune("l1_unstructured", ["fc2.weight", "fc3.weight"], amount=0.5)
-    session.notify_changed()
+    session.state_changed()
 
 
 def test_bar_heights_are_the_report_sparsities(chart: SparsityChart, session: Session) -> None:
@@ -64,13 +64,13 @@ def test_bar_heights_are_the_report_sparsities(chart: SparsityChart, session: Se
 
 def test_undo_updates_the_chart(chart: SparsityChart, session: Session) -> None:
     session.document.prune("l1_unstructured", ["fc1.weight"], amount=0.5)
-    session.notify_changed()
+    session.state_changed()
     assert chart.heights[chart.names.index("fc1.weight")] == pytest.approx(0.5)
     session.document.undo()
-    session.notify_changed()
+    session.state_changed()
     assert not chart.heights.any()
     session.document.redo()
-    session.notify_changed()
+    session.state_changed()
     assert chart.heights[chart.names.index("fc1.weight")] == pytest.approx(0.5)
 
 
@@ -126,12 +126,12 @@ def test_histogram_follows_undo_and_log_scale(histogram: WeightHistogram, sessio
     session.select([Selection("tensor", "fc1.weight")])
     assert histogram.threshold is None and not histogram.pruned_counts.any()
     session.document.prune("l1_unstructured", ["fc1.weight"], amount=0.3)
-    session.notify_changed()
+    session.state_changed()
     assert histogram.threshold is not None and histogram.pruned_counts.sum() == 14400
     histogram.set_log_y(True)
     assert histogram.log_check.isChecked() and histogram.plot.ctrl.logYCheck.isChecked()
     session.document.undo()
-    session.notify_changed()
+    session.state_changed()
     assert histogram.threshold is None and not histogram.threshold_line.isVisible()
     assert histogram.counts.sum() == 48000
     session.replace_document(Document.demo("lenet"))

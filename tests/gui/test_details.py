@@ -33,7 +33,7 @@ def prune_conv1(session: Session) -> None:
     doc.prune("random_unstructured", ["conv1.weight"], amount=0.3, seed=0)
     doc.prune("l1_unstructured", ["conv1.bias"], amount=3)
     doc.prune("ln_structured", ["conv1.weight"], amount=0.5, n=2, dim=0)
-    session.notify_changed()
+    session.state_changed()
 
 
 def in_order(text: str, *parts: str) -> bool:
@@ -66,7 +66,7 @@ def test_module_lists_parameters_buffers_and_hooks_in_order(view, session):
 
 def test_tensor_shows_shape_dtype_device_zeros_and_sparsity(view, session):
     session.document.prune("random_unstructured", ["conv1.weight"], amount=0.3, seed=0)
-    session.notify_changed()
+    session.state_changed()
     session.select([Selection("tensor", "conv1.weight")])
     text = view.text()
     for part in ("conv1.weight", "tensor, pruned", "6×1×3×3", "float32", "cpu", "54", "16", "29.6%",
@@ -106,10 +106,10 @@ def test_updates_when_the_model_changes(view, session):
     session.select([Selection("tensor", "conv1.weight")])
     assert "0.0%" in view.text()
     session.document.prune("random_unstructured", ["conv1.weight"], amount=0.3, seed=0)
-    session.notify_changed()
+    session.state_changed()
     assert "29.6%" in view.text()
     session.document.undo()
-    session.notify_changed()
+    session.state_changed()
     assert "29.6%" not in view.text() and "0.0%" in view.text()
 
 
@@ -117,7 +117,7 @@ def test_gone_item_is_reported_not_raised(view, session):
     session.document.prune("random_unstructured", ["conv1.weight"], amount=0.3, seed=0)
     session.select([Selection("buffer", "conv1.weight_mask")])
     session.document.undo()
-    session.notify_changed()
+    session.state_changed()
     assert "no longer exists" in view.text()
 
 

@@ -14,7 +14,7 @@ from PySide6.QtWidgets import QDialog, QFileDialog, QMessageBox
 
 from sparsegui.core.demos import build_demo
 from sparsegui.core.loading import load_model
-from sparsegui.gui.controller import PruneRequest
+from sparsegui.core.steps import PruneStep
 from tests.helpers import assert_same_state, full_state
 
 
@@ -115,8 +115,8 @@ def test_drop_a_file_opens_it_and_recent_files_remember(window, qtbot, tmp_path)
 def test_export_masks_recipe_and_images(window, qtbot, tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     """Export Masks, Export Recipe and image exports (PNG and SVG) write files that read back."""
     doc = window.session.document
-    window.controller.prune(PruneRequest("l1_unstructured", ["fc1.weight"], amount=0.5))
-    qtbot.waitUntil(lambda: not window.session.busy and window.controller.undo_stack.count() == 1)
+    window.controller.prune(PruneStep("l1_unstructured", ("fc1.weight",), amount=0.5))
+    qtbot.waitUntil(lambda: not window.session.busy and len(window.session.document.history.labels) == 1)
     targets = {"masks": tmp_path / "masks.h5", "recipe": tmp_path / "recipe.json",
                "png": tmp_path / "chart.png", "svg": tmp_path / "mask.svg"}
     monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *a, **k: (str(targets["masks"]), ""))
@@ -149,7 +149,7 @@ def test_apply_recipe_from_the_menu_undoes_as_one_step(window, qtbot, tmp_path, 
     before = full_state(window.session.document.model)
     monkeypatch.setattr(QFileDialog, "getOpenFileName", lambda *a, **k: (str(recipe), ""))
     window.recipe_action.trigger()
-    qtbot.waitUntil(lambda: not window.session.busy and window.controller.undo_stack.count() == 1)
+    qtbot.waitUntil(lambda: not window.session.busy and len(window.session.document.history.labels) == 1)
     assert window.session.document.model.fc3.bias_mask.tolist() == [0.0, 1.0] * 5
     window.undo_action.trigger()
     assert_same_state(before, full_state(window.session.document.model))
@@ -160,9 +160,9 @@ def test_cancel_leaves_model_unchanged(window, qtbot) -> None:  # type: ignore[n
     before = full_state(window.session.document.model)
     runner = window.controller.runner
     runner.started.connect(lambda _label: runner.cancel())
-    window.controller.prune(PruneRequest("l1_unstructured", ["*.weight"], amount=0.5))
+    window.controller.prune(PruneStep("l1_unstructured", ("*.weight",), amount=0.5))
     qtbot.waitUntil(lambda: not window.session.busy, timeout=20000)
-    assert window.controller.undo_stack.count() == 0
+    assert len(window.session.document.history.labels) == 0
     assert_same_state(before, full_state(window.session.document.model))
     assert "Cancelled" in window.statusBar().currentMessage()
 

@@ -23,9 +23,9 @@ def apply(window, qtbot) -> None:  # type: ignore[no-untyped-def]
     """Click Apply and wait for the job to finish and the undo stack to grow."""
     panel = window.prune_panel
     assert panel.apply_button.isEnabled(), panel.problem.text()
-    index = window.controller.undo_stack.index()
+    index = window.session.document.history.index
     qtbot.mouseClick(panel.apply_button, Qt.MouseButton.LeftButton)
-    qtbot.waitUntil(lambda: not window.session.busy and (window.controller.undo_stack.index() > index
+    qtbot.waitUntil(lambda: not window.session.busy and (window.session.document.history.index > index
                                                           or bool(window.shown_errors)), timeout=20000)
     assert not window.shown_errors
 
@@ -108,7 +108,7 @@ def test_tutorial_through_the_window(window, qtbot) -> None:  # type: ignore[no-
     qtbot.waitUntil(lambda: not window.session.busy and "weight_orig" not in dict(model.conv1.named_parameters()))
     assert "weight" in dict(model.conv1.named_parameters())
 
-    while window.controller.undo_stack.canUndo():
+    while window.session.document.history.can_undo:
         window.undo_action.trigger()
     assert_same_state(original, full_state(model))
     assert not window.isWindowModified()
@@ -130,7 +130,7 @@ def test_per_type_batch_and_global_and_plugin(window, qtbot) -> None:  # type: i
     assert int((model.conv2.weight == 0).sum()) == round(0.2 * 864)
     assert int((model.fc1.weight == 0).sum()) == round(0.4 * 48000)
 
-    while window.controller.undo_stack.canUndo():
+    while window.session.document.history.can_undo:
         window.undo_action.trigger()
     weights = ["conv1.weight", "conv2.weight", "fc1.weight", "fc2.weight", "fc3.weight"]
     select(window, *weights)
@@ -237,7 +237,6 @@ def test_bad_file_shows_error_and_keeps_model(window, qtbot, tmp_path, monkeypat
 def test_close_with_unsaved_changes_asks(window, qtbot, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     """Closing with unexported changes asks first; Cancel keeps the window open."""
     window.session.document.prune("l1_unstructured", ["fc1.weight"], amount=0.5)
-    window.controller.undo_stack.resetClean()
     asked: list[bool] = []
 
     def cancel(*_a, **_k):  # type: ignore[no-untyped-def]

@@ -39,7 +39,7 @@ def test_image_is_the_mask_layout_after_pruning(view: MaskView, session: Session
     session.select([Selection("tensor", "conv1.weight")])
     assert (np.nan_to_num(view.image.image, nan=1) == 1).all()
     session.document.prune("l1_unstructured", ["conv1.weight"], amount=0.4)
-    session.notify_changed()
+    session.state_changed()
     mask = session.document.model.conv1.weight_mask.numpy()
     expected = conv1_layout(mask)
     shown = view.image.image
@@ -86,10 +86,10 @@ def test_follows_selection_kinds_and_document_replacement(view: MaskView, sessio
 def test_undo_redraws(view: MaskView, session: Session) -> None:
     view.show_tensor("fc1.weight")
     session.document.prune("l1_unstructured", ["fc1.weight"], amount=0.6)
-    session.notify_changed()
+    session.state_changed()
     assert (view.image.image == 0).mean() == pytest.approx(0.6)
     session.document.undo()
-    session.notify_changed()
+    session.state_changed()
     assert (view.image.image == 1).all()
 
 

@@ -10,36 +10,38 @@ from PySide6.QtCore import QObject, Signal
 from PySide6.QtWidgets import QMessageBox
 from torch.nn.utils import prune
 
+from sparsegui.core.steps import PruneStep
 from sparsegui.gui.autosave import Autosaver, offer_restore, pending
-from sparsegui.gui.controller import PruneRequest, is_out_of_memory
+from sparsegui.gui.controller import is_out_of_memory
 from tests.helpers import assert_same_state, full_state
 
 
-def run(window, qtbot, request: PruneRequest) -> None:  # type: ignore[no-untyped-def]
-    index = window.controller.undo_stack.index()
+def run(window, qtbot, request: PruneStep) -> None:  # type: ignore[no-untyped-def]
+    index = window.session.document.history.index
     window.controller.prune(request)
-    qtbot.waitUntil(lambda: not window.session.busy and window.controller.undo_stack.index() > index, timeout=20000)
+    qtbot.waitUntil(lambda: not window.session.busy and window.session.document.history.index > index, timeout=20000)
 
 
 def test_autosave_after_each_operation_and_restore(window, qtbot, tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     """Each operation updates the autosave; a new start restores exactly the same masks; export clears it."""
     path = tmp_path / "auto" / "autosave.json"
-    saver = Autosaver(window.session, window.controller.undo_stack, path)
-    run(window, qtbot, PruneRequest("random_unstructured", ["conv1.weight"], amount=0.3))
-    run(window, qtbot, PruneRequest("l1_unstructured", ["fc1.weight"], amount=0.5))
-    data = pending(path)
+    saver = Autosaver(window.controller, path)
+    run(window, qtbot, PruneStep("random_unstructured", ("conv1.weight",), amount=0.3))
+    run(window, qtbot, PruneStep("l1_unstructured", ("fc1.weight",), amount=0.5))
+    data = pending(path).data
     assert data is not None and len(data["recipe"]["steps"]) == 2
     expected = full_state(window.session.document.model)
 
-    window.controller.undo_stack.setClean()
+    window.session.document.history.mark_clean()
     window.session.replace_document(type(window.session.document).demo("lenet"))
     path.parent.mkdir(exist_ok=True)
     import json
 
     path.write_text(json.dumps(data))
     monkeypatch.setattr(QMessageBox, "question", lambda *a, **k: QMessageBox.StandardButton.Yes)
-    assert offer_restore(window, window.controller, pending(path))
-    qtbot.waitUntil(lambda: not window.session.busy and window.controller.undo_stack.count() == 1, timeout=20000)
+    restored = pending(path).data
+    assert restored is not None and offer_restore(window, window.controller, restored)
+    qtbot.waitUntil(lambda: not window.session.busy and len(window.session.document.history.labels) == 1, timeout=20000)
     assert_same_state(expected, full_state(window.session.document.model))
 
     out = tmp_path / "out.pt"
@@ -52,19 +54,21 @@ def test_autosave_after_each_operation_and_restore(window, qtbot, tmp_path, monk
 def test_undoing_everything_clears_the_autosave(window, qtbot, tmp_path) -> None:  # type: ignore[no-untyped-def]
     """Back at the opened state there is nothing to lose, so no autosave remains."""
     path = tmp_path / "autosave.json"
-    Autosaver(window.session, window.controller.undo_stack, path)
-    run(window, qtbot, PruneRequest("l1_unstructured", ["fc1.weight"], amount=0.5))
+    Autosaver(window.controller, path)
+    run(window, qtbot, PruneStep("l1_unstructured", ("fc1.weight",), amount=0.5))
     assert path.exists()
     window.undo_action.trigger()
     assert not path.exists()
 
 
-def test_corrupt_autosave_is_dropped(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    """An unreadable autosave is ignored and removed instead of crashing the start."""
+def test_corrupt_autosave_is_moved_aside(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """An unreadable autosave is not used: it is moved aside (not deleted) and the problem described."""
     path = tmp_path / "autosave.json"
     path.write_text("{not json")
-    assert pending(path) is None
-    assert not path.exists()
+    found = pending(path)
+    assert found.data is None and found.problem and found.moved_to is not None
+    assert not path.exists() and found.moved_to.read_text() == "{not json"
+    assert pending(path).problem is None  # the next start is clean
 
 
 class OutOfMemoryMethod(prune.BasePruningMethod):
@@ -79,7 +83,7 @@ class OutOfMemoryMethod(prune.BasePruningMethod):
 def test_out_of_memory_rolls_back_and_offers_the_cpu(window, qtbot, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     """OOM during an operation: rolled back, and on a GPU the user is offered to run it on the CPU."""
     before = full_state(window.session.document.model)
-    window.controller.prune(PruneRequest("tests.gui.test_safety_gui:OutOfMemoryMethod", ["fc1.weight", "fc2.weight"]))
+    window.controller.prune(PruneStep("tests.gui.test_safety_gui:OutOfMemoryMethod", ("fc1.weight", "fc2.weight")))
     qtbot.waitUntil(lambda: bool(window.shown_errors), timeout=20000)
     assert "out of memory" in window.shown_errors[0].lower()
     assert_same_state(before, full_state(window.session.document.model))
@@ -89,7 +93,7 @@ def test_out_of_memory_rolls_back_and_offers_the_cpu(window, qtbot, monkeypatch)
     monkeypatch.setattr(type(window.controller), "ask_cpu_retry", lambda self, exc, d: asked.append(str(d.device)))
     monkeypatch.setattr("sparsegui.core.operations.seeded", lambda _seed, _device: contextlib.nullcontext())
     doc.device = torch.device("cuda", 0)  # pretend the model lives on a GPU (seeding a GPU is patched out)
-    window.controller.prune(PruneRequest("tests.gui.test_safety_gui:OutOfMemoryMethod", ["fc1.weight"]))
+    window.controller.prune(PruneStep("tests.gui.test_safety_gui:OutOfMemoryMethod", ("fc1.weight",)))
     qtbot.waitUntil(lambda: bool(asked) and not window.session.busy, timeout=20000)
     doc.device = torch.device("cpu")
     assert asked == ["cuda:0"]

@@ -46,14 +46,14 @@ def test_model_passes_qt_model_tester_before_and_after_pruning(qtmodeltester, de
     model = ModuleTreeModel(session)
     qtmodeltester.check(model)
     session.document.prune("random_unstructured", [FIRST_TENSOR[demo]], amount=0.3, seed=0)
-    session.notify_changed()
+    session.state_changed()
     qtmodeltester.check(model)
     session.document.prune("ln_structured", [FIRST_TENSOR[demo]], amount=0.5, n=2, dim=0)
-    session.notify_changed()
+    session.state_changed()
     qtmodeltester.check(model)
     session.document.undo()
     session.document.undo()
-    session.notify_changed()
+    session.state_changed()
     qtmodeltester.check(model)
 
 
@@ -77,7 +77,7 @@ def test_pruned_tensor_shows_orig_mask_and_hook(session):
     conv1 = model.index_for(Selection("module", "conv1"))
     model.rowCount(conv1)  # built before the change, so the change is an in-place refresh
     session.document.prune("random_unstructured", ["conv1.weight"], amount=0.3, seed=0)
-    session.notify_changed()
+    session.state_changed()
     rows = children(model, conv1)
     assert list(rows) == ["bias", "weight", "forward_pre (weight): RandomUnstructured(amount=0.3)"]
     weight = rows["weight"]
@@ -95,9 +95,9 @@ def test_undo_brings_the_tree_back(session):
     conv1 = QPersistentModelIndex(model.index_for(Selection("module", "conv1")))
     before = list(children(model, QModelIndex(conv1)))
     session.document.prune("random_unstructured", ["conv1.weight"], amount=0.3, seed=0)
-    session.notify_changed()
+    session.state_changed()
     session.document.undo()
-    session.notify_changed()
+    session.state_changed()
     assert conv1.isValid()
     assert list(children(model, QModelIndex(conv1))) == before
     assert text(model, Selection("tensor", "conv1.weight"), SPARSITY) == "0.0%"
@@ -111,7 +111,7 @@ def test_refresh_keeps_rows_in_place(session, qtbot):
     resets = []
     model.modelReset.connect(lambda: resets.append(1))
     session.document.prune("l1_unstructured", ["fc1.weight", "conv1.weight"], amount=0.5)
-    session.notify_changed()
+    session.state_changed()
     assert resets == []
     assert fc1.isValid() and model.selection_for(QModelIndex(fc1)) == Selection("tensor", "fc1.weight")
     assert model.data(QModelIndex(fc1).siblingAtColumn(SPARSITY)) == "50.0%"
@@ -124,7 +124,7 @@ def test_container_hook_lists_methods_in_order(session):
     doc.prune("random_unstructured", ["conv1.weight"], amount=0.3, seed=0)
     doc.prune("l1_unstructured", ["conv1.bias"], amount=3)
     doc.prune("ln_structured", ["conv1.weight"], amount=0.5, n=2, dim=0)
-    session.notify_changed()
+    session.state_changed()
     rows = children(model, model.index_for(Selection("module", "conv1"))).values()
     hooks = [model.data(i) for i in rows if model.data(i, KIND_ROLE) == "hook"]
     assert hooks == ["forward_pre (bias): L1Unstructured(amount=3)",
@@ -253,14 +253,14 @@ def test_selection_and_expansion_survive_pruning(widget):
     conv1 = QPersistentModelIndex(proxy.mapFromSource(model.index_for(Selection("module", "conv1"))))
     assert widget.view.isExpanded(QModelIndex(conv1))
     session.document.prune("random_unstructured", ["conv1.weight"], amount=0.3, seed=0)
-    session.notify_changed()
+    session.state_changed()
     assert session.selection == [Selection("tensor", "conv1.weight")]
     assert widget.view.isExpanded(QModelIndex(conv1))
     rows = widget.view.selectionModel().selectedRows()
     assert [model.selection_for(proxy.mapToSource(r)) for r in rows] == [Selection("tensor", "conv1.weight")]
     session.select([Selection("buffer", "conv1.weight_mask")])
     session.document.undo()
-    session.notify_changed()
+    session.state_changed()
     assert session.selection == []  # the mask is gone
 
 
@@ -272,7 +272,7 @@ def test_context_menu_actions_emit_requests(widget, qtbot):
         widget.prune_action.trigger()
     assert prune.args == [["conv1.weight", "conv1.bias"]]
     session.document.prune("random_unstructured", ["conv1.weight"], amount=0.3, seed=0)
-    session.notify_changed()
+    session.state_changed()
     session.select([Selection("buffer", "conv1.weight_mask")])
     assert widget.remove_action.isEnabled() and widget.undo_action.isEnabled()
     with qtbot.waitSignal(widget.remove_requested, timeout=1000) as remove:
@@ -317,7 +317,7 @@ def test_odd_modules_pass_the_model_tester(qtmodeltester, qapp):
     assert not tree.hasChildren(tree.index_for(Selection("module", "empty")))
     assert text(tree, Selection("hook", "head", 0), NAME).endswith("<lambda>")
     session.document.prune("l1_unstructured", ["scale"], amount=1)
-    session.notify_changed()
+    session.state_changed()
     qtmodeltester.check(tree)
     assert text(tree, Selection("tensor", "scale"), SPARSITY) == "33.3%"
 
@@ -330,6 +330,6 @@ def test_filtered_proxy_passes_the_model_tester(qtbot, qtmodeltester):
     tree.apply_filter()
     qtmodeltester.check(tree.proxy)
     session.document.prune("random_unstructured", ["layer1.0.bn1.weight"], amount=0.3, seed=0)
-    session.notify_changed()
+    session.state_changed()
     qtmodeltester.check(tree.proxy)
     assert "layer1.0.conv1" not in visible_modules(tree) and "layer1.0.bn1" in visible_modules(tree)
