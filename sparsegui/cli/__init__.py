@@ -12,6 +12,7 @@ from typing import NoReturn
 
 from sparsegui import __version__
 from sparsegui.core.errors import SparseGUIError
+from sparsegui.core.paths import check_regular_input
 from sparsegui.core.safety import require_safe_torch
 from sparsegui.core.text import printable
 
@@ -36,7 +37,8 @@ def _error(message: str) -> None:
 
 
 def check_usage(args: argparse.Namespace) -> None:
-    """Refuse contradictory or empty options before anything runs (argparse only checks them one by one)."""
+    """Refuse contradictory or empty options, and a model path that is a FIFO, socket or device, before anything
+    runs (argparse only checks options one by one)."""
     for option, attr in (("-o/--output", "output"), ("--masks-out", "masks_out"), ("RECIPE", "recipe"),
                          ("--arch-path", "arch_path"), ("--arch", "arch"), ("--demo", "demo")):
         if getattr(args, attr, None) == "":
@@ -45,6 +47,23 @@ def check_usage(args: argparse.Namespace) -> None:
         for option, attr in (("--arch-kwargs", "arch_kwargs"), ("--arch-path", "arch_path")):
             if getattr(args, attr, None) is not None:
                 raise UsageError(f"{option} needs --arch PKG.MODULE:FACTORY (it configures that architecture)")
+    if getattr(args, "arch_kwargs", None):
+        _check_json_object("--arch-kwargs", args.arch_kwargs)
+    if getattr(args, "path", None):
+        check_regular_input(args.path, "model")  # a FIFO would block the loader, /dev/zero never ends
+
+
+def _check_json_object(option: str, text: str) -> None:
+    """``text`` is a JSON object of modest nesting (json.loads' RecursionError and its ValueError for integers of
+    thousands of digits would otherwise surface as unexpected errors)."""
+    try:
+        value = json.loads(text)
+    except RecursionError as exc:
+        raise UsageError(f"{option}: JSON nested too deeply") from exc
+    except ValueError as exc:
+        raise UsageError(f"{option} is not valid JSON: {exc}") from exc
+    if not isinstance(value, dict):
+        raise UsageError(f"{option} must be a JSON object, e.g. '{{\"num_classes\": 10}}'")
 
 
 def _add_source(parser: argparse.ArgumentParser, required: bool = True) -> None:

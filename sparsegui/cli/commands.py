@@ -61,8 +61,6 @@ def cmd_apply(args: argparse.Namespace) -> int:
     outputs = [o for o in (args.output, args.masks_out) if o is not None]
     for output in outputs:
         check_output(output)
-    if args.path:
-        check_regular_input(args.path, "model")
     check_outputs(outputs, [args.recipe, args.path])
     recipe_path = Path(args.recipe)
     recipe = load_recipe(recipe_path)
