@@ -160,35 +160,56 @@ def test_recipe_that_is_not_a_regular_file(tmp_path: Path, make: str) -> None:
 # -- through the CLI, in a real process (a FIFO must not hang) ---------------------------------------------------
 
 
-def run_cli(*args: object, cwd: Path) -> subprocess.CompletedProcess[str]:
+# Runs several 'sparsegui' command lines in one child process (one torch import), each with its own stdout/stderr.
+CHILD = """
+import contextlib, io, json, sys
+from sparsegui.cli import main
+results = []
+for args in json.loads(sys.argv[1]):
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = main(args)
+        except SystemExit as exc:
+            code = exc.code
+    results.append([code, out.getvalue(), err.getvalue()])
+print(json.dumps(results))
+"""
+
+
+def run_cli_lines(lines: list[list[str]], cwd: Path) -> list[tuple[int, str, str]]:
+    """Each command line's (exit status, stdout, stderr); a hang fails the test by the timeout."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     env.pop("SPARSEGUI_DEBUG", None)
-    return subprocess.run([sys.executable, "-m", "sparsegui", *map(str, args)], capture_output=True, text=True,
+    proc = subprocess.run([sys.executable, "-c", CHILD, json.dumps(lines)], capture_output=True, text=True,
                           cwd=cwd, env=env, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    return [tuple(r) for r in json.loads(proc.stdout)]
 
 
 def test_fifo_recipe_model_and_mask_file_do_not_hang(tmp_path: Path) -> None:
     """A FIFO (no writer) or a device given as the recipe, the model (apply and inspect) or a mask file the recipe
-    names: exit 2, one line, quickly; nothing written."""
+    names: exit 2, one line, at once; nothing written."""
     os.mkfifo(tmp_path / "pipe.json")
     os.mkfifo(tmp_path / "pipe.pt")
     _write(tmp_path / "ok.json", json.dumps({"steps": [PRUNE]}))
     _write(tmp_path / "mask.json", json.dumps({"steps": [{"op": "prune", "method": "custom_from_mask",
                                                           "targets": ["fc3.bias"], "mask": "pipe.pt"}]}))
-    for args, words in (
-        (["pipe.json", "--demo", "lenet"], "FIFO"),
-        (["ok.json", "pipe.pt"], "FIFO"),
-        (["mask.json", "--demo", "lenet"], "FIFO"),
-        (["/dev/zero", "--demo", "lenet"], "character device"),
-    ):
-        proc = run_cli("apply", *args, "-o", "out.pt", cwd=tmp_path)
-        assert proc.returncode == 2, proc.stderr
-        assert proc.stdout == "" and len(proc.stderr.splitlines()) == 1, proc.stderr
-        assert proc.stderr.startswith("error: ") and words in proc.stderr, proc.stderr
+    cases = [
+        (["apply", "pipe.json", "--demo", "lenet", "-o", "out.pt"], "FIFO"),
+        (["apply", "ok.json", "pipe.pt", "-o", "out.pt"], "FIFO"),
+        (["apply", "mask.json", "--demo", "lenet", "-o", "out.pt"], "FIFO"),
+        (["apply", "/dev/zero", "--demo", "lenet", "-o", "out.pt"], "character device"),
+        (["apply", "ok.json", "/dev/zero", "-o", "out.pt"], "character device"),
+        (["inspect", "pipe.pt", "--json"], "FIFO"),
+        (["inspect", "pipe.pt"], "FIFO"),
+    ]
+    results = run_cli_lines([args for args, _ in cases], tmp_path)
+    for (args, words), (code, out, err) in zip(cases, results, strict=True):
+        assert code == 2, (args, err)
+        assert out == "" and len(err.splitlines()) == 1, (args, err)
+        assert err.startswith("error: ") and words in err and "not a regular file" in err, (args, err)
     assert not (tmp_path / "out.pt").exists()
-    proc = run_cli("inspect", "pipe.pt", "--json", cwd=tmp_path)
-    assert proc.returncode == 2 and len(proc.stderr.splitlines()) == 1, proc.stderr
-    assert "not a regular file" in proc.stderr and proc.stdout == ""
 
 
 CLI_BAD = {
