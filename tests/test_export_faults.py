@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import resource
 import signal
 import subprocess
@@ -305,8 +306,10 @@ def test_killed_mid_export_leaves_old_targets_and_next_export_cleans_up(tmp_path
         proc.send_signal(signal.SIGKILL)
         proc.communicate(timeout=60)
     assert proc.returncode == -signal.SIGKILL
-    assert all(t.parent == tmp_path and t.name.startswith(".model.") and t.exists() for t in temps)
-    assert {t.name.split(".")[3] for t in temps} == {str(proc.pid)}, "a temporary file names its process"
+    assert all(t.parent == tmp_path and t.exists() for t in temps)
+    marks = [re.fullmatch(r"\.model\.(pt|safetensors|h5)\.sparsegui-(\d+)-\w+\.tmp", t.name) for t in temps]
+    assert all(marks), [t.name for t in temps]
+    assert {m.group(2) for m in marks if m} == {str(proc.pid)}, "a temporary file names its process"
     expected = sorted([*(t.name for t, _ in olds.values()), *(t.name for t in temps)])
     assert sorted(os.listdir(tmp_path)) == expected
     for target, before in olds.values():
@@ -321,12 +324,12 @@ def test_killed_mid_export_leaves_old_targets_and_next_export_cleans_up(tmp_path
 def test_temporary_of_a_running_export_is_kept(tmp_path: Path) -> None:
     """Housekeeping removes temporaries of dead processes only: one naming a live process (this one) stays."""
     target = tmp_path / "model.pt"
-    live = tmp_path / f".model.pt.{os.getpid()}.abc123.tmp"
+    live = tmp_path / f".model.pt.sparsegui-{os.getpid()}-abc12345.tmp"
     live.write_bytes(b"another export in progress")
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    stale = tmp_path / f".model.pt.{int(dead.stdout)}.def456.tmp"
+    stale = tmp_path / f".model.pt.sparsegui-{int(dead.stdout)}-def45678.tmp"
     stale.write_bytes(b"left by a killed export")
-    other = tmp_path / f".other.pt.{int(dead.stdout)}.ghi789.tmp"
+    other = tmp_path / f".other.pt.sparsegui-{int(dead.stdout)}-ghi78901.tmp"
     other.write_bytes(b"another target's temporary")
     assert remove_stale_temps(target) == [stale]
     assert sorted(os.listdir(tmp_path)) == sorted([live.name, other.name])

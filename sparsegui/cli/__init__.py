@@ -12,17 +12,58 @@ from typing import NoReturn
 
 from sparsegui import __version__
 from sparsegui.core.errors import SparseGUIError
+from sparsegui.core.paths import check_regular_input
 from sparsegui.core.safety import require_safe_torch
+from sparsegui.core.text import printable
 
 SUBCOMMANDS = ("inspect", "apply", "methods", "devices")
+
+
+class UsageError(SparseGUIError):
+    """Options that contradict each other, or an empty name where a file or setting belongs."""
 
 
 class _Parser(argparse.ArgumentParser):
     """argparse that reports bad usage as one ``error: …`` line and exit status 2."""
 
     def error(self, message: str) -> NoReturn:
-        sys.stderr.write(f"error: {message} (see '{self.prog} --help')\n")
+        _error(f"{message} (see '{self.prog} --help')")
         raise SystemExit(2)
+
+
+def _error(message: str) -> None:
+    """Write ``error: MESSAGE`` as exactly one line: names from files cannot add lines or drive the terminal."""
+    sys.stderr.write(f"error: {printable(message)}\n")
+
+
+def check_usage(args: argparse.Namespace) -> None:
+    """Refuse contradictory or empty options, and a model path that is a FIFO, socket or device, before anything
+    runs (argparse only checks options one by one)."""
+    for option, attr in (("-o/--output", "output"), ("--masks-out", "masks_out"), ("RECIPE", "recipe"),
+                         ("--arch-path", "arch_path"), ("--arch", "arch"), ("--demo", "demo")):
+        if getattr(args, attr, None) == "":
+            raise UsageError(f"{option} is empty: give a name")
+    if getattr(args, "arch", None) is None:
+        for option, attr in (("--arch-kwargs", "arch_kwargs"), ("--arch-path", "arch_path")):
+            if getattr(args, attr, None) is not None:
+                raise UsageError(f"{option} needs --arch PKG.MODULE:FACTORY (it configures that architecture)")
+    if getattr(args, "arch_kwargs", None):
+        _check_json_object("--arch-kwargs", args.arch_kwargs)
+    if getattr(args, "path", None):
+        check_regular_input(args.path, "model")  # a FIFO would block the loader, /dev/zero never ends
+
+
+def _check_json_object(option: str, text: str) -> None:
+    """``text`` is a JSON object of modest nesting (json.loads' RecursionError and its ValueError for integers of
+    thousands of digits would otherwise surface as unexpected errors)."""
+    try:
+        value = json.loads(text)
+    except RecursionError as exc:
+        raise UsageError(f"{option}: JSON nested too deeply") from exc
+    except ValueError as exc:
+        raise UsageError(f"{option} is not valid JSON: {exc}") from exc
+    if not isinstance(value, dict):
+        raise UsageError(f"{option} must be a JSON object, e.g. '{{\"num_classes\": 10}}'")
 
 
 def _add_source(parser: argparse.ArgumentParser, required: bool = True) -> None:
@@ -69,6 +110,7 @@ def parse_command(args_list: Sequence[str]) -> argparse.Namespace:
     commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
     args = commands.choices[args_list[0]].parse_intermixed_args(list(args_list[1:]))
     args.command = args_list[0]
+    check_usage(args)
     return args
 
 
@@ -86,9 +128,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         from sparsegui.cli.commands import open_app
 
-        return open_app(build_gui_parser().parse_args(args_list))
+        gui_args = build_gui_parser().parse_args(args_list)
+        check_usage(gui_args)
+        return open_app(gui_args)
     except SparseGUIError as exc:
-        sys.stderr.write(f"error: {exc}\n")
+        _error(str(exc))
         return 2
     except BrokenPipeError:
         # the reader (e.g. `| head`) went away: stop quietly, as Unix tools do
@@ -96,15 +140,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.dup2(devnull, sys.stdout.fileno())
         return 0
     except OSError as exc:
-        sys.stderr.write(f"error: {exc}\n")
+        _error(str(exc))
         return 2
     except KeyboardInterrupt:
-        sys.stderr.write("error: interrupted\n")
+        _error("interrupted")
         return 130
     except Exception as exc:
         if os.environ.get("SPARSEGUI_DEBUG"):
             raise
-        sys.stderr.write(f"error: unexpected {type(exc).__name__}: {exc} (set SPARSEGUI_DEBUG=1 for details)\n")
+        _error(f"unexpected {type(exc).__name__}: {exc} (set SPARSEGUI_DEBUG=1 for details)")
         return 1
 
 

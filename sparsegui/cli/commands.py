@@ -13,6 +13,7 @@ from sparsegui.core.errors import ExportError, LoadError
 from sparsegui.core.export.writers import format_for
 from sparsegui.core.loading import LoadOptions, parse_arch_kwargs
 from sparsegui.core.methods import available_methods
+from sparsegui.core.paths import check_outputs, check_regular_input, recipe_input_files
 from sparsegui.core.recipe import apply_recipe, load_recipe
 
 
@@ -46,19 +47,27 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
 
 def check_output(path: str) -> None:
-    """Refuse an output path that cannot be written before anything is done, so a bad one writes no file."""
+    """Refuse an output path that cannot be written before anything is done, so a bad one writes no file: an
+    unknown format, a missing folder, a folder or special file (or a symlink to one) in the output's place."""
     target = Path(path)
     format_for(target)
     folder = target.parent if str(target.parent) else Path(".")
     if not folder.is_dir():
         raise ExportError(f"{target}: folder {str(folder)!r} does not exist")
+    check_outputs([target])
 
 
 def cmd_apply(args: argparse.Namespace) -> int:
-    for output in filter(None, (args.output, args.masks_out)):
+    outputs = [o for o in (args.output, args.masks_out) if o is not None]
+    for output in outputs:
         check_output(output)
+    check_outputs(outputs, [args.recipe, args.path])
     recipe_path = Path(args.recipe)
     recipe = load_recipe(recipe_path)
+    recipe_files = recipe_input_files(recipe, recipe_path.parent.resolve())
+    for file in recipe_files:
+        check_regular_input(file, "file named by the recipe")
+    check_outputs(outputs, recipe_files)
     doc = open_document(args)
     if args.device != "cpu":
         doc.move_to(args.device)

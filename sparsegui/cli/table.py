@@ -1,8 +1,13 @@
-"""The human-readable ``sparsegui inspect`` table."""
+"""The human-readable ``sparsegui inspect`` table.
+
+Every name in it comes from the file (module, tensor and key names, the path, pruning settings, warnings) and goes
+through :func:`~sparsegui.core.text.printable`: a name cannot drive the terminal or add a line to the table.
+"""
 
 from __future__ import annotations
 
 from sparsegui.core.inspection import HookInfo, ModelReport
+from sparsegui.core.text import printable
 
 
 def _shape(shape: list[int]) -> str:
@@ -11,7 +16,7 @@ def _shape(shape: list[int]) -> str:
 
 def _method(record: dict[str, object]) -> str:
     settings = ", ".join(f"{k}={v}" for k, v in record.items() if k != "class")
-    return f"{record['class']}({settings})"
+    return printable(f"{record['class']}({settings})")
 
 
 def _pruning(hooks: list[HookInfo], tensor: str) -> str:
@@ -24,16 +29,17 @@ def _pruning(hooks: list[HookInfo], tensor: str) -> str:
 def source_line(report: ModelReport) -> str:
     src = report.source
     origin = f"{src['demo']} (demo)" if src.get("demo") else f"{src.get('path')} ({src.get('format')})"
+    origin = printable(origin)
     if src.get("key"):
-        origin += f" key {src['key']!r}"
+        origin += printable(f" key {src['key']!r}")
     if src.get("prefix"):
-        origin += f" prefix {src['prefix']!r}"
+        origin += printable(f" prefix {src['prefix']!r}")
     if src.get("arch"):
-        origin += f" arch {src['arch']}"
+        origin += printable(f" arch {src['arch']}")
     elif src.get("inferred"):
         origin += ", module tree rebuilt from keys (kinds guessed)"
     if src.get("sha256"):
-        origin += f"\nsha256 {src['sha256']}"
+        origin += f"\nsha256 {printable(src['sha256'])}"
     return (
         f"{origin}\n{report.parameters:,} parameters, {report.zeros:,} zeros, "
         f"sparsity {report.sparsity * 100:.2f}%"
@@ -48,12 +54,13 @@ def render(report: ModelReport) -> str:
     for module in report.modules:
         for tensor in module.tensors:
             rows.append((
-                module.name or "(root)", module.type, tensor.name, _shape(tensor.shape), f"{tensor.numel:,}",
-                f"{tensor.zeros:,}", f"{tensor.sparsity * 100:.2f}%", _pruning(module.hooks, tensor.name),
+                printable(module.name or "(root)"), printable(module.type), printable(tensor.name),
+                _shape(tensor.shape), f"{tensor.numel:,}", f"{tensor.zeros:,}", f"{tensor.sparsity * 100:.2f}%",
+                _pruning(module.hooks, tensor.name),
             ))
         for hook in module.hooks:
             if hook.tensor is None:
-                notes.append(f"  {module.name or '(root)'}: {hook.kind} hook {hook.cls}")
+                notes.append(printable(f"  {module.name or '(root)'}: {hook.kind} hook {hook.cls}"))
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header) - 1)]
     right = {4, 5, 6}
 
@@ -63,7 +70,7 @@ def render(report: ModelReport) -> str:
 
     out = [source_line(report), "", line(header), *map(line, rows)]
     for warning in report.source.get("warnings", []):
-        out.append(f"warning: {warning}")
+        out.append(f"warning: {printable(warning)}")
     if notes:
         out += ["", "other hooks:", *notes]
     return "\n".join(out)

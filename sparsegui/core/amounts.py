@@ -54,16 +54,37 @@ def check_dim(dim: object, shape: Sequence[int], name: str) -> int:
     return int(dim)
 
 
+# Finite norm orders ln_structured accepts. Below 1 the "norm" is not one (0 counts non-zero entries, a negative order
+# makes any zero entry decide the channel); above 8 torch's power sums leave float32's range for ordinary weights
+# (|w| = 0.001 underflows to 0 at n = 16, |w| = 100 overflows at n = 32), so channels tie and are chosen arbitrarily.
+# 'inf' ranks by the largest entry, which is what a very high order approximates.
+MIN_NORM_ORDER = 1
+MAX_NORM_ORDER = 8
+NORM_NAMES = ("inf", "-inf", "fro", "nuc")
+
+
 def check_n(n: object) -> int | float | str:
-    """The norm order of ``ln_structured``: a number, ``inf``/``-inf``, ``"fro"`` or ``"nuc"``."""
+    """The norm order of ``ln_structured``: a number from 1 to 8, ``inf``/``-inf`` (or ``"inf"``/``"-inf"``),
+    ``"fro"`` or ``"nuc"``. NaN (which ranks channels arbitrarily) and orders torch computes wrongly are refused."""
+    options = f"a number from {MIN_NORM_ORDER} to {MAX_NORM_ORDER}, 'inf', '-inf', 'fro' or 'nuc'"
     if isinstance(n, str):
         if n in ("fro", "nuc"):
             return n
         if n in ("inf", "-inf"):
             return float(n)
-        raise PruneError(f"n={n!r} must be a number, 'inf', '-inf', 'fro' or 'nuc'")
+        raise PruneError(f"n={n!r} must be {options}")
     if isinstance(n, bool) or not isinstance(n, numbers.Real):
-        raise PruneError(f"n={n!r} must be a number (the order of the norm)")
+        raise PruneError(f"n={n!r} must be {options} (the order of the norm)")
     if isinstance(n, numbers.Integral):
-        return int(n)
-    return float(n)
+        if MIN_NORM_ORDER <= n <= MAX_NORM_ORDER:
+            return int(n)
+        shown = str(int(n)) if abs(int(n)) < 10**20 else "a huge integer"
+        raise PruneError(f"n={shown} must be {options}")
+    value = float(n)
+    if math.isnan(value):
+        raise PruneError(f"n=nan is not a norm order; n must be {options}")
+    if math.isinf(value):
+        return value
+    if not MIN_NORM_ORDER <= value <= MAX_NORM_ORDER:
+        raise PruneError(f"n={value!r} must be {options}")
+    return value

@@ -3,7 +3,7 @@
 ``torch.nn.utils.prune`` keeps each mask as a buffer in the weight's own dtype (2–4 bytes per entry). SparseGUI keeps
 1 bit per entry (bit ``i`` of byte ``i // 8``, little-endian, over the tensor flattened in C order) and produces
 torch's buffer only when something needs it (:meth:`BitMask.as_dtype`). Masks are 0/1 by construction: a mask
-holding any other value is refused (:func:`check_binary`).
+holding any other value is refused (:func:`~sparsegui.core.maskvalues.check_binary_mask`).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 
-from sparsegui.core.errors import PruneError
+from sparsegui.core.maskvalues import check_binary_mask
 
 CHUNK = 1 << 20
 """Entries per step when a mask is read or written piece by piece (a multiple of 8)."""
@@ -35,19 +35,6 @@ def pack(keep: torch.Tensor | np.ndarray) -> np.ndarray:
     return np.packbits(array.reshape(-1), bitorder="little")
 
 
-def check_binary(name: str, mask: torch.Tensor) -> None:
-    """Refuse a mask that holds anything but 0 and 1 (0.5, 2, −1, NaN, Inf…), naming the tensor and a bad value."""
-    if mask.dtype == torch.bool or mask.numel() == 0:
-        return
-    if mask.is_complex():
-        raise PruneError(f"mask for {name} is complex ({str(mask.dtype).removeprefix('torch.')}); masks hold 0 and 1")
-    flat = mask.detach().reshape(-1)
-    bad = ~((flat == 0) | (flat == 1))
-    if bool(bad.any()):
-        value = flat[bad.nonzero()[0, 0]].item()
-        raise PruneError(f"mask for {name} holds {value!r}; a mask holds only 0 (pruned) and 1 (kept)")
-
-
 class BitMask:
     """A 0/1 mask of ``shape``: 1 bit per entry. Immutable; :attr:`zeros` (pruned entries) is known at creation."""
 
@@ -66,7 +53,7 @@ class BitMask:
     @classmethod
     def from_tensor(cls, mask: torch.Tensor, name: str = "the tensor") -> BitMask:
         """The mask ``mask`` holds (any dtype, any device; refused unless every entry is 0 or 1)."""
-        check_binary(name, mask)
+        check_binary_mask(name, mask)
         return cls(pack(mask), tuple(mask.shape))
 
     @classmethod

@@ -26,9 +26,9 @@ from torch.nn.utils import prune
 
 from sparsegui.core import fastprune
 from sparsegui.core.amounts import check_amount_fits, check_amount_value, check_dim, check_n
-from sparsegui.core.bitmask import check_binary
 from sparsegui.core.errors import LoadError, PruneError, SparseGUIError
 from sparsegui.core.loading.masks import load_masks
+from sparsegui.core.maskvalues import check_binary_mask
 from sparsegui.core.methods import GLOBAL_METHODS, MethodSpec, resolve_method
 from sparsegui.core.names import split
 from sparsegui.core.progress import CancelToken, ProgressCallback, check, report
@@ -277,7 +277,7 @@ def _masks_for(structure: ModelStructure, state: ModelState, names: Sequence[str
         shape = state.tensors[name].values.shape
         if tuple(tensor.shape) != shape:
             raise PruneError(f"mask for {name} has shape {list(tensor.shape)}, the tensor has {list(shape)}")
-        check_binary(name, tensor)
+        check_binary_mask(name, tensor)
     return by_canonical
 
 

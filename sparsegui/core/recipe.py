@@ -15,19 +15,22 @@ from sparsegui import __version__
 from sparsegui.core.errors import Cancelled, RecipeError, SparseGUIError
 from sparsegui.core.export.atomic import atomic_write
 from sparsegui.core.progress import CancelToken, ProgressCallback, check, report
+from sparsegui.core.recipe_checks import (
+    MAX_RECIPE_BYTES,
+    MAX_RECIPE_DEPTH,
+    MAX_RECIPE_STEPS,
+    RECIPE_FORMAT,
+    load_recipe,
+    validate_recipe,
+)
 from sparsegui.core.steps import step_from_json
 
 if TYPE_CHECKING:
     from sparsegui.core.document import Document
     from sparsegui.core.operations import Change
 
-RECIPE_FORMAT = "sparsegui-recipe"
-ALLOWED_KEYS = {
-    "prune": {"op", "method", "targets", "types", "amount", "n", "dim", "seed", "params", "mask"},
-    "global": {"op", "method", "targets", "types", "amount", "seed"},
-    "remove": {"op", "targets", "types"},
-}
-
+__all__ = ["MAX_RECIPE_BYTES", "MAX_RECIPE_DEPTH", "MAX_RECIPE_STEPS", "RECIPE_FORMAT", "apply_recipe", "load_recipe",
+           "plan_recipe", "recipe_from_steps", "save_recipe", "validate_recipe"]
 
 def recipe_from_steps(steps: list[dict[str, Any]]) -> dict[str, Any]:
     return {
@@ -41,48 +44,6 @@ def recipe_from_steps(steps: list[dict[str, Any]]) -> dict[str, Any]:
 def save_recipe(doc: Document, path: str | Path) -> Path:
     text = json.dumps(doc.recipe(), indent=2)
     return atomic_write(path, lambda p: p.write_text(text + "\n", encoding="utf-8"), lambda p: load_recipe(p))
-
-
-def load_recipe(path: str | Path) -> dict[str, Any]:
-    path = Path(path)
-    try:
-        recipe = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise RecipeError(f"recipe {str(path)!r}: cannot read ({exc.strerror or exc})") from exc
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise RecipeError(f"recipe {path.name}: not valid JSON ({exc})") from exc
-    validate_recipe(recipe)
-    return recipe
-
-
-def validate_recipe(recipe: object) -> list[dict[str, Any]]:
-    """Check the recipe's shape (not yet against a model); errors say which step is wrong."""
-    if not isinstance(recipe, Mapping) or not isinstance(recipe.get("steps"), list):
-        raise RecipeError('a recipe is a JSON object {"steps": [...]}')
-    steps = recipe["steps"]
-    for i, step in enumerate(steps, 1):
-        if not isinstance(step, Mapping):
-            raise RecipeError(f"step {i}: must be an object, got {type(step).__name__}")
-        op = step.get("op")
-        if op not in ALLOWED_KEYS:
-            raise RecipeError(f"step {i}: unknown op {op!r}; use prune, global or remove")
-        extra = set(step) - ALLOWED_KEYS[op]
-        if extra:
-            raise RecipeError(f"step {i}: unknown key(s) {', '.join(sorted(map(repr, extra)))} for op {op!r}")
-        targets = step.get("targets")
-        if not isinstance(targets, list) or not targets or not all(isinstance(t, str) for t in targets):
-            raise RecipeError(f"step {i}: 'targets' must be a non-empty list of tensor names or patterns")
-        types = step.get("types")
-        if types is not None and (not isinstance(types, list) or not all(isinstance(t, str) for t in types)):
-            raise RecipeError(f"step {i}: 'types' must be a list of module type names")
-        if op in ("prune", "global") and not isinstance(step.get("method"), str):
-            raise RecipeError(f"step {i}: 'method' must be a method name")
-        if op == "global" and "amount" not in step:
-            raise RecipeError(f"step {i}: a global step needs an 'amount'")
-        seed = step.get("seed")
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-            raise RecipeError(f"step {i}: 'seed' must be an integer")
-    return list(steps)
 
 
 def plan_recipe(

@@ -109,7 +109,7 @@ def test_counting_happens_off_the_ui_thread(window, qtbot, counted, monkeypatch)
     monkeypatch.setattr("sparsegui.gui.session.SMALL", 0)
     window.session.replace_document(document_of(many_modules()))
     window.controller.counter.restart()
-    qtbot.waitUntil(lambda: not window.controller.counter.running, timeout=10000)
+    qtbot.waitUntil(lambda: window.session.totals.total.zeros is not None, timeout=10000)
     assert counted and not any(ui for _, ui in counted)
     assert window.session.totals.total.zeros == 0
 
