@@ -1,8 +1,12 @@
-"""The ``sparsegui`` command: ``sparsegui [PATH]`` opens the app; ``inspect`` and ``apply`` run headless."""
+"""The ``sparsegui`` command: ``sparsegui [PATH]`` opens the app; ``inspect`` and ``apply`` run headless.
+
+Importing this module imports neither torch nor Qt: ``--version`` and ``--help`` answer at once.
+"""
 
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
 import os
 import sys
@@ -13,10 +17,13 @@ from typing import NoReturn
 from sparsegui import __version__
 from sparsegui.core.errors import SparseGUIError
 from sparsegui.core.paths import check_regular_input
-from sparsegui.core.safety import require_safe_torch
 from sparsegui.core.text import printable
 
 SUBCOMMANDS = ("inspect", "apply", "methods", "devices")
+USAGE = """%(prog)s [PATH] [--demo NAME] [--key KEY] [--arch PKG.MODULE:FACTORY] [--trust]
+       %(prog)s {inspect,apply,methods,devices} ... (%(prog)s COMMAND --help)"""
+DESCRIPTION = ("See and shape sparsity in PyTorch checkpoints. 'sparsegui [PATH]' opens the desktop app on a "
+               "checkpoint file or Hugging Face model folder (the lenet demo without one); the commands run headless.")
 
 
 class UsageError(SparseGUIError):
@@ -78,9 +85,9 @@ def _add_source(parser: argparse.ArgumentParser, required: bool = True) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="sparsegui", description="See and shape sparsity in PyTorch checkpoints.")
+    parser = _Parser(prog="sparsegui", usage=USAGE, description=DESCRIPTION)
     parser.add_argument("--version", action="version", version=f"sparsegui {__version__}")
-    sub = parser.add_subparsers(dest="command", parser_class=_Parser)
+    sub = parser.add_subparsers(dest="command", parser_class=_Parser, title="commands")
     inspect = sub.add_parser("inspect", help="print the module tree with sparsity")
     _add_source(inspect)
     inspect.add_argument("--json", action="store_true", help="print one JSON object for programs")
@@ -114,10 +121,28 @@ def parse_command(args_list: Sequence[str]) -> argparse.Namespace:
     return args
 
 
+def unknown_command(args_list: Sequence[str]) -> str | None:
+    """A first argument that looks like a mistyped command (a bare word that is no file), or None."""
+    if not args_list or args_list[0].startswith("-") or args_list[0] in SUBCOMMANDS:
+        return None
+    word = args_list[0]
+    if Path(word).exists() or any(c in word for c in "/\\.") or not word.replace("-", "").isalpha():
+        return None
+    close = difflib.get_close_matches(word, SUBCOMMANDS, n=1)
+    hint = f"; did you mean '{close[0]}'?" if close else ""
+    return (f"unknown command '{word}'{hint} Commands: {', '.join(SUBCOMMANDS)}; to open a file or folder give its "
+            "path")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     try:
+        mistyped = unknown_command(args_list)
+        if mistyped is not None:
+            raise UsageError(mistyped)
         if not {"--version", "-h", "--help"} & set(args_list):
+            from sparsegui.core.safety import require_safe_torch
+
             require_safe_torch()
         if args_list and args_list[0] in SUBCOMMANDS:
             from sparsegui.cli.commands import run_command
@@ -126,10 +151,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args_list and args_list[0] in ("-h", "--help") and len(args_list) == 1:
             build_parser().print_help()
             return 0
+        gui_args = build_gui_parser().parse_args(args_list)  # --version and --help end here, before torch loads
+        check_usage(gui_args)
         from sparsegui.cli.commands import open_app
 
-        gui_args = build_gui_parser().parse_args(args_list)
-        check_usage(gui_args)
         return open_app(gui_args)
     except SparseGUIError as exc:
         _error(str(exc))

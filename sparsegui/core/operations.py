@@ -39,6 +39,8 @@ from sparsegui.core.targets import resolve_targets
 from sparsegui.core.torchform import capture, scratch_module
 
 MaskSource = str | Path | Mapping[str, torch.Tensor] | torch.Tensor | None
+MAX_SEED = 2**64 - 1
+"""torch.manual_seed takes 0 … 2**64 − 1."""
 
 
 @dataclass
@@ -106,6 +108,11 @@ def prune_settings(spec: MethodSpec, amount: object = None, n: object = None, di
 def validate_target(name: str, ts: TensorState, kwargs: Mapping[str, Any]) -> None:
     """Refuse settings that cannot apply to this tensor, naming the value and the tensor."""
     shape = ts.values.shape
+    n = kwargs.get("n")
+    if n in ("fro", "nuc") and len(shape) - 1 not in ((1, 2) if n == "fro" else (2,)):
+        need = "2-D or 3-D" if n == "fro" else "3-D"
+        raise PruneError(f"n={n!r} needs a {need} tensor (a matrix norm over the dims other than dim); {name} is "
+                         f"{len(shape)}-D")
     if "dim" in kwargs:
         dim = check_dim(kwargs["dim"], shape, name)
         if "amount" in kwargs:
@@ -197,6 +204,9 @@ def check_step(structure: ModelStructure, state: ModelState, step: Step, *, has_
     every change, planning calls it first). ``has_mask``: a mask is given besides ``step.mask``."""
     if isinstance(step, RemoveStep):
         return Checked(None, {}, resolve_targets(structure, state, step.targets, step.types, pruned_only=True))
+    if step.seed is not None and (isinstance(step.seed, bool) or not isinstance(step.seed, int)
+                                  or not 0 <= step.seed <= MAX_SEED):
+        raise PruneError(f"seed={step.seed!r} must be a whole number from 0 to {MAX_SEED}")
     if isinstance(step, GlobalStep):
         if step.method not in GLOBAL_METHODS:
             raise PruneError(f"global pruning method {step.method!r} must be one of: {', '.join(GLOBAL_METHODS)}")

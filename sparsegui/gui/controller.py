@@ -20,9 +20,10 @@ from PySide6.QtCore import QObject, QSettings, Signal
 from PySide6.QtWidgets import QMessageBox, QWidget
 
 from sparsegui.core.document import Document
-from sparsegui.core.errors import Cancelled, TrustRequired
+from sparsegui.core.errors import Cancelled, SparseGUIError, TrustRequired
 from sparsegui.core.loading import LoadOptions
 from sparsegui.core.operations import Change, MaskSource
+from sparsegui.core.paths import check_outputs
 from sparsegui.core.progress import CancelToken
 from sparsegui.core.recipe import load_recipe, plan_recipe, save_recipe
 from sparsegui.core.steps import RemoveStep, Step
@@ -267,8 +268,17 @@ class Controller(QObject):
         self.recent_changed.emit(files[:MAX_RECENT])
 
     # -- writing -----------------------------------------------------------------------------------------------
+    def _check_output(self, path: str | Path) -> bool:
+        """Refuse (with a dialog) a target that is what the model was read from, or a special file."""
+        try:
+            check_outputs([path], [self.session.document.source.path])
+        except SparseGUIError as exc:
+            show_error(self.parent_widget, "Cannot export there", exc)
+            return False
+        return True
+
     def export(self, path: str | Path, keep_masks: bool = False) -> bool:
-        if not self.gate("Exporting"):
+        if not self.gate("Exporting") or not self._check_output(path):
             return False
         doc = self.session.document
 
@@ -281,7 +291,7 @@ class Controller(QObject):
                                success, self._fail("Export failed"))
 
     def export_masks(self, path: str | Path) -> bool:
-        if not self.gate("Exporting masks"):
+        if not self.gate("Exporting masks") or not self._check_output(path):
             return False
         doc = self.session.document
         self.counter.pause()
@@ -290,6 +300,8 @@ class Controller(QObject):
                                self._fail("Export failed"))
 
     def export_recipe(self, path: str | Path) -> bool:
+        if not self.gate("Exporting the recipe") or not self._check_output(path):
+            return False
         try:
             written = save_recipe(self.session.document, path)
         except Exception as exc:

@@ -154,8 +154,8 @@ def parse_arch_kwargs(text: str | None) -> dict[str, Any]:
         return {}
     try:
         value = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise LoadError(f"--arch-kwargs is not valid JSON: {exc}") from exc
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError, a 5000-digit integer, deep nesting
+        raise LoadError(f"--arch-kwargs is not valid JSON: {str(exc)[:120] or type(exc).__name__}") from exc
     if not isinstance(value, dict):
         raise LoadError("--arch-kwargs must be a JSON object, e.g. '{\"num_classes\": 10}'")
     return value
