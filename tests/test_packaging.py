@@ -10,6 +10,7 @@ import shutil
 import struct
 import subprocess
 import sys
+import sysconfig
 import xml.etree.ElementTree as ET
 from importlib.resources import files
 from pathlib import Path
@@ -247,8 +248,8 @@ def run(args: list[str], cwd: Path, env: dict[str, str] | None = None) -> str:
 
 def test_wheel_installs_into_a_fresh_venv_and_starts(tmp_path: Path) -> None:
     """`python -m build` (sdist, then a wheel from it) on a copy of the sources gives a wheel of this version that
-    installs into a new venv (sharing the system's torch and Qt) and runs from there: `sparsegui --version`, and
-    the main window offscreen with its icons found as package data."""
+    installs into a new venv (sharing this environment's torch and Qt) and runs from there: `sparsegui --version`,
+    and the main window offscreen with its icons found as package data."""
     source = tmp_path / "src"
     shutil.copytree(ROOT / "sparsegui", source / "sparsegui", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     for name in ("pyproject.toml", "README.md"):
@@ -258,9 +259,14 @@ def test_wheel_installs_into_a_fresh_venv_and_starts(tmp_path: Path) -> None:
     assert [w.name for w in wheels] == [f"sparsegui-{__version__}-py3-none-any.whl"]
 
     venv = tmp_path / "venv"
-    run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], tmp_path)
+    run([sys.executable, "-m", "venv", str(venv)], tmp_path)
     bin_dir = venv / ("Scripts" if os.name == "nt" else "bin")
     python = bin_dir / "python"
+    # share the dependencies of the environment running the tests (a venv or not): --system-site-packages would
+    # share the base interpreter's instead, which lacks them in a fresh venv
+    shared = {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}
+    new_site = run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], tmp_path).strip()
+    Path(new_site, "shared_dependencies.pth").write_text("\n".join(sorted(shared)) + "\n", encoding="utf-8")
     run([str(python), "-m", "pip", "install", "--no-deps", "--no-index", "--disable-pip-version-check", "-q",
          str(wheels[0])], tmp_path)
 
