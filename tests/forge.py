@@ -423,7 +423,9 @@ def torch_members(data_pkl: bytes, records: dict[str, bytes], prefix: str = "arc
 def write_zeros_member(archive: zipfile.ZipFile, name: str, nbytes: int, header: bytes = b"") -> None:
     """Add member ``name``: ``header`` then zeros up to ``nbytes``, deflated as it streams (never held in memory)."""
     block = bytes(1 << 20)
-    with archive.open(zipfile.ZipInfo(name), "w", force_zip64=True) as handle:
+    info = zipfile.ZipInfo(name)
+    info.compress_type = zipfile.ZIP_DEFLATED
+    with archive.open(info, "w", force_zip64=True) as handle:
         handle.write(header)
         left = nbytes - len(header)
         while left > 0:
@@ -439,23 +441,25 @@ from pathlib import Path
 from sparsegui.core.errors import LoadError
 from sparsegui.core.loading import load_model
 from sparsegui.core.loading.masks import load_masks
-what, path = sys.argv[1], Path(sys.argv[2])
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-try:
-    (load_masks if what == "masks" else load_model)(path)
-    outcome, message = "loaded", ""
-except LoadError as exc:
-    outcome, message = "LoadError", str(exc)
+results = []
+for what, path in zip(sys.argv[1::2], sys.argv[2::2]):
+    try:
+        (load_masks if what == "masks" else load_model)(Path(path))
+        results.append({"outcome": "loaded", "message": ""})
+    except LoadError as exc:
+        results.append({"outcome": "LoadError", "message": str(exc)})
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-print(json.dumps({"outcome": outcome, "message": message, "growth_mb": (peak - before) / 1024}))
+print(json.dumps({"results": results, "growth_mb": (peak - before) / 1024}))
 """
 
 
-def load_in_child(path: Path, what: str = "model", timeout: float = 120) -> dict[str, Any]:
-    """Open ``path`` (``what``: "model" or "masks") in a fresh Python process; returns its outcome, message and how
-    much its peak resident memory grew while loading (MB, after the imports)."""
+def load_in_child(paths: Sequence[tuple[str, Path]], timeout: float = 120) -> dict[str, Any]:
+    """Open each ``(what, path)`` (``what``: "model" or "masks") in one fresh Python process; returns each outcome
+    and message, and how much the process's peak resident memory grew over all of them (MB, after the imports)."""
     root = Path(__file__).resolve().parents[1]
-    proc = subprocess.run([sys.executable, "-c", _CHILD, what, str(path)], capture_output=True, text=True, cwd=root,
+    args = [str(item) for pair in paths for item in pair]
+    proc = subprocess.run([sys.executable, "-c", _CHILD, *args], capture_output=True, text=True, cwd=root,
                           timeout=timeout, env={**os.environ, "PYTHONPATH": str(root)})
     assert proc.returncode == 0, proc.stderr[-2000:]
     return dict(json.loads(proc.stdout.strip().splitlines()[-1]))
