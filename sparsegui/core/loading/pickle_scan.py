@@ -43,6 +43,8 @@ class Scan:
     storages: dict[str, int] = field(default_factory=dict)
     """Tensor record key → bytes the pickle asks of it (the largest, if asked several times)."""
     unresolved_storage: bool = False
+    untyped_dtypes: list[str] = field(default_factory=list)
+    """dtypes of tensors kept in untyped storages (float8, uint16…: the dtypes added after typed storages)."""
 
 
 class _Malformed(Exception):
@@ -164,6 +166,8 @@ def _step(name: str, arg: Any, op: pickletools.OpcodeInfo, stack: list[Sym], mem
             func, args = popped[0], popped[1]
         if func.kind == "global":
             scan.calls.append((str(func.value), args))
+            if func.value == "torch._utils._rebuild_tensor_v3" and len(args.items) > 6:
+                scan.untyped_dtypes.append(str(args.items[6].value))
         push(Sym("call", func.value if func.kind == "global" else None))
     elif name == "BINPERSID":
         pid = _pop(stack)[0]

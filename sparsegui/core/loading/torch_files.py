@@ -128,6 +128,12 @@ def load_torch_file(path: Path, fmt: Format, trust: bool) -> Any:
         _check_records(path, plan)
     elif tarfile.is_tarfile(path):  # torch tries the pre-2017 tar layout first: never a file that starts a pickle
         raise LoadError(f"{path.name}: a pickle that is also a tar archive; refused")
+    elif scan.untyped_dtypes:  # torch writes these in the legacy format but its legacy reader fails on them
+        dtype = scan.untyped_dtypes[0].removeprefix("torch.")
+        raise LoadError(
+            f"{path.name}: holds {dtype} tensors in torch's legacy (pre-zip) format, which torch cannot read back; "
+            "save it again with torch.save's default format"
+        )
     try:
         return torch.load(str(path), map_location="cpu", weights_only=True, mmap=plan is not None and plan.mappable)
     except pickle.UnpicklingError as exc:
