@@ -22,6 +22,7 @@ from sparsegui.core.export.writers import write_masks
 from sparsegui.core.loading import budgets, load_model
 from sparsegui.core.loading.masks import load_masks
 from tests import forge as F
+from tests import forge_zip as Z
 from tests.helpers import assert_same_tensors
 
 P = pickle
@@ -173,11 +174,11 @@ def bomb_checkpoint(path: Path, record_bytes: int, pickle_padding: int = 0) -> P
     data_pkl = F.state_dict_stream({"fc.weight": F.rebuild_tensor("0", numel, [numel])})
     with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as archive:
         if pickle_padding:
-            F.write_zeros_member(archive, "archive/data.pkl", pickle_padding, header=data_pkl)
+            Z.write_zeros_member(archive, "archive/data.pkl", pickle_padding, header=data_pkl)
         else:
             archive.writestr("archive/data.pkl", data_pkl)
         archive.writestr("archive/byteorder", "little")
-        F.write_zeros_member(archive, "archive/data/0", numel * 4)
+        Z.write_zeros_member(archive, "archive/data/0", numel * 4)
         archive.writestr("archive/version", "3\n")
     return path
 
@@ -211,7 +212,7 @@ def npz_bomb(path: Path, entries: int) -> Path:
     header = io.BytesIO()
     np.lib.format.write_array_header_1_0(header, {"descr": "|b1", "fortran_order": False, "shape": (entries,)})
     with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as archive:
-        F.write_zeros_member(archive, "conv1.weight.npy", len(header.getvalue()) + entries, header=header.getvalue())
+        Z.write_zeros_member(archive, "conv1.weight.npy", len(header.getvalue()) + entries, header=header.getvalue())
     return path
 
 
@@ -292,7 +293,7 @@ def bombs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 def test_no_bomb_takes_memory_in_a_fresh_process(bombs: dict[str, Path]) -> None:
     """All of them opened one after another in a fresh process (NaN/Inf scan included): each is refused, and the
     process's peak memory grows by less than any one of them would take."""
-    result = F.load_in_child([("masks" if name == "npz" else "model", path) for name, path in bombs.items()])
+    result = Z.load_in_child([("masks" if name == "npz" else "model", path) for name, path in bombs.items()])
     for name, outcome in zip(bombs, result["results"], strict=True):
         assert outcome["outcome"] == "LoadError" and bombs[name].name in outcome["message"], (name, outcome)
     assert result["growth_mb"] < GROWTH_MB, result

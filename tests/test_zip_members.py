@@ -19,6 +19,7 @@ from sparsegui.core.errors import LoadError
 from sparsegui.core.loading import load_model
 from sparsegui.core.loading.masks import load_masks
 from tests import forge as F
+from tests import forge_zip as Z
 from tests.helpers import assert_same_tensors
 
 
@@ -99,68 +100,68 @@ PICKLE = F.state_dict_stream({"fc.weight": F.rebuild_tensor("0", 4, [2, 2]), "fc
 RECORDS = {"0": bytes(range(16)), "1": bytes(8)}
 
 
-def members() -> list[F.RawMember]:
-    return F.torch_members(PICKLE, RECORDS)
+def members() -> list[Z.RawMember]:
+    return Z.torch_members(PICKLE, RECORDS)
 
 
-def _duplicate_record(short_first: bool = True) -> list[F.RawMember]:
+def _duplicate_record(short_first: bool = True) -> list[Z.RawMember]:
     """One data/0 too short for its tensor, one long enough: readers that pick different ones check one record's
     size and map the other's bytes."""
     short, long = bytes(4), bytes(range(16))
-    base = F.torch_members(PICKLE, {"0": short if short_first else long, "1": bytes(8)})
-    return [*base[:2], F.RawMember.stored("archive/data/0", long if short_first else short), *base[2:]]
+    base = Z.torch_members(PICKLE, {"0": short if short_first else long, "1": bytes(8)})
+    return [*base[:2], Z.RawMember.stored("archive/data/0", long if short_first else short), *base[2:]]
 
 
-def _duplicate_pickle() -> list[F.RawMember]:
+def _duplicate_pickle() -> list[Z.RawMember]:
     base = members()
-    return [base[0], F.RawMember.stored("archive/data.pkl", F.state_dict_stream({})), *base[1:]]
+    return [base[0], Z.RawMember.stored("archive/data.pkl", F.state_dict_stream({})), *base[1:]]
 
 
-def _overlapping() -> list[F.RawMember]:
+def _overlapping() -> list[Z.RawMember]:
     """data/1's directory entry points inside data/0's data, where a complete local header for it is hidden."""
-    hidden = F.RawMember.stored("archive/data/1", bytes(8))
-    embedded = F.raw_zip([F.RawMember.stored(hidden.name, hidden.data, listed=False)])
+    hidden = Z.RawMember.stored("archive/data/1", bytes(8))
+    embedded = Z.raw_zip([Z.RawMember.stored(hidden.name, hidden.data, listed=False)])
     embedded = embedded[: embedded.find(b"PK\x05\x06")]
-    base = F.torch_members(PICKLE, {"0": embedded})
+    base = Z.torch_members(PICKLE, {"0": embedded})
     offset = sum(30 + len(m.name) + len(m.data) for m in base[:2]) + 30 + len(base[2].name)
-    return [*base, F.RawMember.stored(hidden.name, hidden.data, local=False, offset=offset)]
+    return [*base, Z.RawMember.stored(hidden.name, hidden.data, local=False, offset=offset)]
 
 
-def _same_local_header() -> list[F.RawMember]:
+def _same_local_header() -> list[Z.RawMember]:
     """Two directory entries, two names, one local header."""
     base = members()
-    return [*base, F.RawMember.stored("archive/data/2", RECORDS["0"], local=False, offset=0)]
+    return [*base, Z.RawMember.stored("archive/data/2", RECORDS["0"], local=False, offset=0)]
 
 
-def _local_header_longer() -> list[F.RawMember]:
+def _local_header_longer() -> list[Z.RawMember]:
     base = members()
     base[2].local_stored = len(base[2].data) + 64
     return base
 
 
-def _runs_past_the_data() -> list[F.RawMember]:
+def _runs_past_the_data() -> list[Z.RawMember]:
     base = members()
-    base[2] = F.RawMember(base[2].name, base[2].data, 100_000, base[2].crc, local_stored=100_000, dir_stored=100_000)
+    base[2] = Z.RawMember(base[2].name, base[2].data, 100_000, base[2].crc, local_stored=100_000, dir_stored=100_000)
     return base
 
 
-def _encrypted() -> list[F.RawMember]:
+def _encrypted() -> list[Z.RawMember]:
     base = members()
     base[2].flags |= 0x1
     return base
 
 
-def _bzip2() -> list[F.RawMember]:
+def _bzip2() -> list[Z.RawMember]:
     base = members()
     base[2].method = zipfile.ZIP_BZIP2
     return base
 
 
-def _hidden_first_member() -> list[F.RawMember]:
-    return [F.RawMember.stored("archive/extra", bytes(64), listed=False), *members()]
+def _hidden_first_member() -> list[Z.RawMember]:
+    return [Z.RawMember.stored("archive/extra", bytes(64), listed=False), *members()]
 
 
-ODDITIES: dict[str, tuple[Callable[[], list[F.RawMember]], str]] = {
+ODDITIES: dict[str, tuple[Callable[[], list[Z.RawMember]], str]] = {
     "duplicate-record": (_duplicate_record, "two members named 'archive/data/0'"),
     "duplicate-record-short-last": (lambda: _duplicate_record(False), "two members named 'archive/data/0'"),
     "duplicate-data-pkl": (_duplicate_pickle, "two members named 'archive/data.pkl'"),
@@ -177,7 +178,7 @@ ODDITIES: dict[str, tuple[Callable[[], list[F.RawMember]], str]] = {
 def test_forged_archive_is_valid_when_unchanged(tmp_path: Path) -> None:
     """The hand-made layout itself loads: the refusals below are about each oddity, not the forging."""
     path = tmp_path / "plain.pt"
-    path.write_bytes(F.raw_zip(members()))
+    path.write_bytes(Z.raw_zip(members()))
     loaded = load_model(path)
     assert loaded.model.fc.weight.reshape(-1).view(torch.uint8).tolist() == list(range(16))
 
@@ -186,7 +187,7 @@ def test_forged_archive_is_valid_when_unchanged(tmp_path: Path) -> None:
 def test_zip_oddity_is_refused_in_one_line(tmp_path: Path, case: str) -> None:
     make, says = ODDITIES[case]
     path = tmp_path / "odd.pt"
-    path.write_bytes(F.raw_zip(make()))
+    path.write_bytes(Z.raw_zip(make()))
     before = path.read_bytes()
     with pytest.raises(LoadError) as info:
         load_model(path)
@@ -197,19 +198,19 @@ def test_zip_oddity_is_refused_in_one_line(tmp_path: Path, case: str) -> None:
 
 def test_zip_oddity_through_the_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = tmp_path / "odd.pt"
-    path.write_bytes(F.raw_zip(_duplicate_record()))
+    path.write_bytes(Z.raw_zip(_duplicate_record()))
     capsys.readouterr()
     assert main(["inspect", str(path)]) == 2
     out, err = capsys.readouterr()
     assert out == "" and len(err.splitlines()) == 1 and err.startswith("error: ") and "two members" in err
 
 
-def npz_member(name: str, array: np.ndarray) -> F.RawMember:
+def npz_member(name: str, array: np.ndarray) -> Z.RawMember:
     import io
 
     buffer = io.BytesIO()
     np.lib.format.write_array(buffer, array)
-    return F.RawMember.stored(name, buffer.getvalue())
+    return Z.RawMember.stored(name, buffer.getvalue())
 
 
 @pytest.mark.parametrize("case", ["duplicate", "encrypted", "overlapping"])
@@ -223,9 +224,9 @@ def test_npz_mask_file_oddities_are_refused(tmp_path: Path, case: str) -> None:
         first.flags |= 0x1
         parts = [first]
     else:
-        parts = [first, F.RawMember.stored("fc.weight.npy", first.data, local=False, offset=10)]
+        parts = [first, Z.RawMember.stored("fc.weight.npy", first.data, local=False, offset=10)]
     path = tmp_path / "masks.npz"
-    path.write_bytes(F.raw_zip(parts))
+    path.write_bytes(Z.raw_zip(parts))
     with pytest.raises(LoadError) as info:
         load_masks(path)
     assert "masks.npz" in one_line(info.value) and "refused" in str(info.value)
