@@ -169,6 +169,8 @@ def parse_arch_kwargs(text: str | None) -> dict[str, Any]:
         value = json.loads(text)
     except json.JSONDecodeError as exc:
         raise LoadError(f"--arch-kwargs is not valid JSON: {exc}") from exc
+    except RecursionError as exc:
+        raise LoadError("--arch-kwargs is nested too deeply to read") from exc
     if not isinstance(value, dict):
         raise LoadError("--arch-kwargs must be a JSON object, e.g. '{\"num_classes\": 10}'")
     return value

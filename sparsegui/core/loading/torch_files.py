@@ -114,6 +114,32 @@ def _scan(path: Path, fmt: Format) -> Scan:
         return scan_pickle(handle, max_streams=LEGACY_STREAMS)
 
 
+def _is_tar(path: Path) -> bool:
+    try:
+        return tarfile.is_tarfile(path)
+    except (OSError, ValueError):
+        return False
+
+
+def _check_before_loading(path: Path, scan: Scan, plan: _ZipPlan | None) -> None:
+    """Everything refused before ``torch.load`` runs (the imports were settled by the trust question)."""
+    check_calls(scan, path.name)
+    if plan is not None:
+        if scan.unresolved_storage:
+            raise LoadError(f"{path.name}: its pickle names a tensor record in a way torch.save never writes; refused")
+        _check_records(path, plan)
+        return
+    if _is_tar(path):  # torch tries the pre-2017 tar layout first: never a file that starts a pickle
+        raise LoadError(f"{path.name}: a pickle that is also a tar archive; refused")
+    if scan.untyped_dtypes:  # torch writes these in its legacy format, but its legacy reader fails on them
+        dtype = scan.untyped_dtypes[0].removeprefix("torch.")
+        raise LoadError(
+            f"{path.name}: holds {dtype} tensors in torch's legacy (pre-zip) format, which torch cannot read back; "
+            "save it again with torch.save's default format"
+        )
+    check_memory(path.name, "a legacy checkpoint is read into memory whole:", path.stat().st_size)
+
+
 def load_torch_file(path: Path, fmt: Format, trust: bool) -> Any:
     """``torch.load`` ``path`` without running code from it (unless ``trust``); errors become :class:`LoadError`."""
     plan = _plan_zip(path) if fmt is Format.TORCH_ZIP else None
@@ -123,17 +149,7 @@ def load_torch_file(path: Path, fmt: Format, trust: bool) -> Any:
         raise TrustRequired(_trust_message(path, wanted, "a pickled Python object"), wanted)
     if wanted:
         return _trusted_load(path)
-    check_calls(scan, path.name)
-    if plan is not None:
-        _check_records(path, plan)
-    elif tarfile.is_tarfile(path):  # torch tries the pre-2017 tar layout first: never a file that starts a pickle
-        raise LoadError(f"{path.name}: a pickle that is also a tar archive; refused")
-    elif scan.untyped_dtypes:  # torch writes these in the legacy format but its legacy reader fails on them
-        dtype = scan.untyped_dtypes[0].removeprefix("torch.")
-        raise LoadError(
-            f"{path.name}: holds {dtype} tensors in torch's legacy (pre-zip) format, which torch cannot read back; "
-            "save it again with torch.save's default format"
-        )
+    _check_before_loading(path, scan, plan)
     try:
         return torch.load(str(path), map_location="cpu", weights_only=True, mmap=plan is not None and plan.mappable)
     except pickle.UnpicklingError as exc:
