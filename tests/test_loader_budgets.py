@@ -117,6 +117,15 @@ def call(module: str, name: str, *args: bytes) -> bytes:
     return F.op_global(module, name) + F.tup(*args) + P.REDUCE
 
 
+def rebuild_from_type(levels: int) -> bytes:
+    """``_rebuild_from_type_v2(_rebuild_from_type_v2, Tensor, (… bytearray, Tensor, (500M,), {}) …), {})``."""
+    rebuild, tensor = F.op_global("torch._tensor", "_rebuild_from_type_v2"), F.op_global("torch", "Tensor")
+    opening = [P.MARK + (rebuild if level else F.op_global("builtins", "bytearray")) + tensor
+               for level in reversed(range(levels))]
+    innermost = F.tup(F.op_int(500_000_000))
+    return rebuild + b"".join(opening) + innermost + (P.EMPTY_DICT + P.TUPLE) * levels + P.REDUCE
+
+
 BYTEARRAY = call("builtins", "bytearray", F.op_int(500_000_000))
 CALLS = {
     "bytearray-of-a-size": (BYTEARRAY, "bytearray"),
@@ -132,6 +141,8 @@ CALLS = {
     "rebuild-from-type": (call("torch._tensor", "_rebuild_from_type_v2", F.op_global("builtins", "bytearray"),
                                F.op_global("torch", "Tensor"), F.tup(F.op_int(500_000_000)), P.EMPTY_DICT),
                           "bytearray"),
+    "rebuild-from-type-twice": (rebuild_from_type(2), "bytearray"),
+    "rebuild-from-type-5000-deep": (rebuild_from_type(5_000), "nests _rebuild_from_type_v2"),
 }
 
 
@@ -157,8 +168,11 @@ def test_sparse_tensor_is_refused_before_torch_validates_it(tmp_path: Path) -> N
 
 @pytest.mark.parametrize("legacy", [False, True], ids=["zip", "legacy"])
 def test_honest_values_beside_the_weights_still_load(tmp_path: Path, legacy: bool) -> None:
-    """bytes, bytearray, sets and complex numbers in a training checkpoint are what torch.save writes: they load."""
-    state = {"fc.weight": torch.randn(3, 4), "fc.bias": torch.randn(3)}
+    """bytes, bytearray, sets and complex numbers in a training checkpoint, and a tensor with a Python attribute
+    (rebuilt through _rebuild_from_type_v2), are what torch.save writes: they load."""
+    weight = torch.randn(3, 4)
+    weight.note = "kept"  # type: ignore[attr-defined]
+    state = {"fc.weight": weight, "fc.bias": torch.randn(3)}
     checkpoint = {"model": state, "extra": {"blob": b"\x00\x01" * 50, "buf": bytearray(b"xy"), "ids": {1, 2},
                                             "z": 1 + 2j}}
     torch.save(checkpoint, tmp_path / "ckpt.pt", _use_new_zipfile_serialization=not legacy)

@@ -252,7 +252,7 @@ def _tensor_makers() -> set[str]:
 _MAKERS = _tensor_makers()
 
 
-def _call_problem(name: str, args: Sym) -> str | None:
+def _call_problem(name: str, args: Sym, depth: int = 0) -> str | None:
     items = args.items if args.kind == "tuple" else None
     if name == "builtins.bytearray":
         first = items[0] if items else None
@@ -270,10 +270,12 @@ def _call_problem(name: str, args: Sym) -> str | None:
     elif name in _REFUSED:
         return f"holds {_REFUSED[name]} ({name})"
     elif name == "torch._tensor._rebuild_from_type_v2" and items and len(items) >= 3:
-        inner = items[0]
+        inner = items[0]  # _rebuild_from_type_v2(func, type, args, state) calls func(*args)
         if inner.kind != "global":
             return "rebuilds a tensor with a function the scan cannot name"
-        return _call_problem(str(inner.value), items[2])
+        if depth >= 4:  # torch.save nests it once
+            return "nests _rebuild_from_type_v2 calls"
+        return _call_problem(str(inner.value), items[2], depth + 1)
     return None
 
 
