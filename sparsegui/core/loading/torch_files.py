@@ -95,11 +95,10 @@ def _check_records(path: Path, plan: _ZipPlan) -> None:
                 f"{path.name}: corrupt checkpoint (tensor record data/{key} holds {held.get(key, 0)} bytes, "
                 f"{nbytes} needed)"
             )
-    if not plan.mappable:
-        records = plan.layout.under(prefix)
-        check_members(plan.layout, records, path.name)
+    if not plan.mappable:  # every member is read into memory: their expansion is budgeted together
+        check_members(plan.layout, list(plan.layout.members.values()), path.name)
         check_memory(path.name, "its compressed tensor records are read into memory:",
-                     sum(m.size for m in records))
+                     sum(m.size for m in plan.layout.under(prefix)))
 
 
 def wanted_imports(path: Path, fmt: Format) -> list[str]:
