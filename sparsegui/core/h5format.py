@@ -59,21 +59,88 @@ def write_tensor(
     return dset
 
 
-def read_tensor(dset: h5py.Dataset, mask_dtype: torch.dtype | None = None) -> torch.Tensor:
-    """Read a dataset written by :func:`write_tensor`, or any plain numeric dataset."""
-    encoding = dset.attrs.get("encoding", "raw")
-    if isinstance(encoding, bytes):
-        encoding = encoding.decode()
-    data = dset[()]
-    if encoding == "raw" and "dtype" not in dset.attrs:
-        array = np.asarray(data)
+_FORMAT_ATTRS = ("encoding", "dtype", "shape")
+
+
+def format_attrs(dset: h5py.Dataset) -> dict[str, str]:
+    """The attributes :func:`read_tensor` follows (``encoding``, ``dtype``, ``shape``), read once, as text."""
+    attrs = dset.attrs
+    out: dict[str, str] = {}
+    for name in _FORMAT_ATTRS:
+        if name in attrs:
+            value = attrs[name]
+            out[name] = value.decode() if isinstance(value, bytes) else str(value)
+    return out
+
+
+def _shape(attrs: dict[str, str]) -> list[int]:
+    try:
+        shape = json.loads(attrs.get("shape", "[]"))
+    except (ValueError, RecursionError) as exc:
+        raise ValueError("its 'shape' attribute is not JSON") from exc
+    if not isinstance(shape, list) or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0
+                                              for n in shape):
+        raise ValueError("its 'shape' attribute is not a list of sizes")
+    return shape
+
+
+def _count(shape: list[int]) -> int:
+    count = 1
+    for extent in shape:
+        count *= extent
+    return count
+
+
+def tensor_bytes(dset: h5py.Dataset, attrs: dict[str, str] | None = None) -> int:
+    """Bytes the tensor :func:`read_tensor` makes of ``dset`` will take, from its attributes, without reading it.
+    Raises ValueError when the attributes contradict the stored data (bits or bytes for a different shape)."""
+    attrs = format_attrs(dset) if attrs is None else attrs
+    size = int(dset.id.get_space().get_simple_extent_npoints())
+    stored = size * dset.id.dtype.itemsize
+    encoding = attrs.get("encoding", "raw")
+    if encoding == "raw" and "dtype" not in attrs:
+        return stored
+    dtype = dtype_from_name(attrs.get("dtype", ""))
+    count = _count(_shape(attrs))
+    if encoding == "bits":
+        if count > 8 * size:
+            raise ValueError(f"its shape needs {count} bits, it stores {8 * size}")
+        return count * dtype.itemsize
+    if encoding == "bytes" and count * dtype.itemsize != stored:
+        raise ValueError(f"its shape needs {count * dtype.itemsize} bytes, it stores {stored}")
+    return stored
+
+
+def _read_all(dset: h5py.Dataset) -> np.ndarray:
+    """The whole dataset as an array (one low-level read for plain simple dataspaces: much cheaper per dataset than
+    ``dset[()]`` when a file holds tens of thousands of small ones)."""
+    space = dset.id.get_space()
+    dtype = dset.id.dtype
+    if space.get_simple_extent_type() != h5py.h5s.SIMPLE or dtype.kind not in "biufc" or dtype.names:
+        return np.asarray(dset[()])
+    array = np.empty(space.shape, dtype=dtype)
+    if array.size:
+        dset.id.read(h5py.h5s.ALL, h5py.h5s.ALL, array)
+    return array
+
+
+def read_tensor(
+    dset: h5py.Dataset, mask_dtype: torch.dtype | None = None, attrs: dict[str, str] | None = None
+) -> torch.Tensor:
+    """Read a dataset written by :func:`write_tensor`, or any plain numeric dataset (``attrs``: its
+    :func:`format_attrs`, when already read)."""
+    attrs = format_attrs(dset) if attrs is None else attrs
+    encoding = attrs.get("encoding", "raw")
+    data = _read_all(dset)
+    if encoding == "raw" and "dtype" not in attrs:
+        array = data
         if array.dtype.byteorder not in ("=", "|"):
             array = array.astype(array.dtype.newbyteorder("="))
         return torch.from_numpy(np.ascontiguousarray(array))
-    shape = json.loads(dset.attrs["shape"])
-    dtype = dtype_from_name(str(dset.attrs["dtype"]))
+    shape = _shape(attrs)
+    dtype = dtype_from_name(attrs.get("dtype", ""))
     if encoding == "bits":
-        count = int(np.prod(shape)) if shape else 1
+        count = _count(shape)
         bits = np.unpackbits(np.asarray(data, dtype=np.uint8))[:count]
         mask = torch.from_numpy(bits.astype(np.bool_)).reshape(shape)
         return mask.to(mask_dtype or dtype)

@@ -105,8 +105,16 @@ def prune_settings(spec: MethodSpec, amount: object = None, n: object = None, di
     return kwargs
 
 
+PRUNABLE_DTYPES = frozenset({torch.float16, torch.bfloat16, torch.float32, torch.float64})
+"""The dtypes torch's pruning methods compute on (float8 and others torch only stores are shown and exported)."""
+
+
 def validate_target(name: str, ts: TensorState, kwargs: Mapping[str, Any]) -> None:
     """Refuse settings that cannot apply to this tensor, naming the value and the tensor."""
+    dtype = ts.values.dtype
+    if dtype not in PRUNABLE_DTYPES:
+        raise PruneError(f"{name} is {str(dtype).removeprefix('torch.')}: torch cannot compute masks on it; it is "
+                         "shown and exported unchanged, not pruned")
     shape = ts.values.shape
     n = kwargs.get("n")
     if n in ("fro", "nuc") and len(shape) - 1 not in ((1, 2) if n == "fro" else (2,)):

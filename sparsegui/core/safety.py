@@ -52,11 +52,35 @@ def file_sha256(path: str | Path, chunk: int = 1 << 20, progress: ProgressCallba
     return digest.hexdigest()
 
 
+NO_NONFINITE = frozenset({torch.float4_e2m1fn_x2})
+"""Floating dtypes with no encoding for NaN or Inf (fp4 E2M1 packed two to a byte)."""
+UPCAST = frozenset({torch.float8_e4m3fn, torch.float8_e5m2, torch.float8_e4m3fnuz, torch.float8_e5m2fnuz,
+                    torch.float8_e8m0fnu})
+"""float8 dtypes: ``isfinite`` is missing for most on the CPU and wrong for ``float8_e8m0fnu`` (torch 2.13 calls
+its NaN, 0xFF, finite), so they are always upcast."""
+UPCAST_CHUNK = 1 << 22
+"""Entries upcast to float32 at a time (16 MiB) for dtypes the CPU cannot test directly."""
+
+
 def nonfinite_count(tensor: torch.Tensor) -> int:
-    """How many entries are NaN or ±Inf (0 for integer tensors)."""
-    if not (tensor.is_floating_point() or tensor.is_complex()) or tensor.is_meta:
+    """How many entries are NaN or ±Inf (0 for integer tensors and dtypes that cannot hold either).
+
+    float8 variants are stored but barely computed on by the CPU: they are upcast to float32 a chunk at a time
+    (which keeps NaN and Inf as they are), so memory stays bounded; so is any other dtype ``isfinite`` lacks.
+    """
+    if not (tensor.is_floating_point() or tensor.is_complex()) or tensor.is_meta or tensor.dtype in NO_NONFINITE:
         return 0
-    return tensor.numel() - int(torch.isfinite(tensor).sum())
+    if tensor.dtype not in UPCAST:
+        try:
+            return tensor.numel() - int(torch.isfinite(tensor).sum())
+        except (NotImplementedError, RuntimeError):
+            pass
+    flat = tensor.detach().reshape(-1)
+    bad = 0
+    for start in range(0, flat.numel(), UPCAST_CHUNK):
+        chunk = flat[start : start + UPCAST_CHUNK].to(torch.float32)
+        bad += chunk.numel() - int(torch.isfinite(chunk).sum())
+    return bad
 
 
 def nonfinite_report(model: nn.Module, limit: int = 5, progress: ProgressCallback | None = None,

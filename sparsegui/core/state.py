@@ -44,11 +44,20 @@ _CPU_COMPUTE = frozenset({torch.float16, torch.bfloat16, torch.float32, torch.fl
                           torch.int64})
 
 
+_FP4 = getattr(torch, "float4_e2m1fn_x2", None)
+
+
 def _computable(part: torch.Tensor) -> torch.Tensor:
-    """``part`` in a dtype the CPU computes on (float8 and other storage-only dtypes become float32)."""
-    if part.device.type == "cpu" and part.dtype not in _CPU_COMPUTE:
+    """``part`` in a dtype the CPU computes on, with the same zeros and NaN/Inf: float8 and wide unsigned integers
+    become float32; a dtype torch cannot convert is read as its bytes (for packed fp4, the two values of a byte
+    with the sign bits cleared: the byte counts as zero when both are ±0; fp4 has no NaN or Inf)."""
+    if part.device.type != "cpu" or part.dtype in _CPU_COMPUTE:
+        return part
+    try:
         return part.to(torch.float32)
-    return part
+    except (RuntimeError, TypeError, NotImplementedError):
+        raw = part.contiguous().view(torch.uint8)
+        return raw & 0x77 if part.dtype == _FP4 else raw
 
 
 def _count_zeros(part: torch.Tensor) -> int:
@@ -62,12 +71,11 @@ def scan(tensor: torch.Tensor) -> Scan:
     if tensor.is_meta:
         return Scan(0, 0)
     flat = tensor.detach().reshape(-1)
-    floating = flat.is_floating_point() or flat.is_complex()
     zeros = nonfinite = 0
     for start in range(0, flat.numel(), CHUNK):
         part = _computable(flat[start : start + CHUNK])
         zeros += _count_zeros(part)
-        if floating:
+        if part.is_floating_point() or part.is_complex():
             nonfinite += part.numel() - int(torch.isfinite(part).sum())
     return Scan(zeros, nonfinite)
 
@@ -84,13 +92,12 @@ def masked_scan(values: torch.Tensor, mask: BitMask, known: Scan | None) -> Scan
         return Scan(mask.zeros, 0)
     flat = values.detach().reshape(-1)
     zeros = nonfinite = 0
-    floating = flat.is_floating_point() or flat.is_complex()
     for start, stop, keep in mask.chunks():
         part = _computable(flat[start:stop])
         kept = torch.from_numpy(keep)
         if part.device.type != "cpu":
             kept = kept.to(part.device)
-        finite = torch.isfinite(part) if floating else torch.ones_like(kept)
+        finite = torch.isfinite(part) if part.is_floating_point() or part.is_complex() else torch.ones_like(kept)
         zeros += int(((part == 0) & kept).sum()) + int((finite & ~kept).sum())
         nonfinite += part.numel() - int(finite.sum())
     return Scan(zeros, nonfinite)

@@ -23,10 +23,13 @@ DTYPES: dict[torch.dtype, str] = {
     torch.int64: "I64", torch.int32: "I32", torch.int16: "I16", torch.int8: "I8", torch.uint8: "U8",
     torch.bool: "BOOL", torch.complex64: "C64",
 }
-for _name, _code in (("float8_e4m3fn", "F8_E4M3"), ("float8_e5m2", "F8_E5M2"), ("float8_e4m3fnuz", "F8_E4M3FNUZ"),
-                     ("float8_e5m2fnuz", "F8_E5M2FNUZ"), ("uint16", "U16"), ("uint32", "U32"), ("uint64", "U64")):
+for _name, _tag in (("float8_e4m3fn", "F8_E4M3"), ("float8_e5m2", "F8_E5M2"), ("float8_e4m3fnuz", "F8_E4M3FNUZ"),
+                    ("float8_e5m2fnuz", "F8_E5M2FNUZ"), ("float8_e8m0fnu", "F8_E8M0"), ("float4_e2m1fn_x2", "F4"),
+                    ("uint16", "U16"), ("uint32", "U32"), ("uint64", "U64")):
     if isinstance(getattr(torch, _name, None), torch.dtype):
-        DTYPES[getattr(torch, _name)] = _code
+        DTYPES[getattr(torch, _name)] = _tag
+PACKED_PAIRS = frozenset(d for d in (getattr(torch, "float4_e2m1fn_x2", None),) if d is not None)
+"""Dtypes whose element holds two values: safetensors counts values, so the last dim of the shape doubles."""
 
 WRITE_BLOCK = 64 << 20
 
@@ -34,7 +37,8 @@ WRITE_BLOCK = 64 << 20
 def _code(key: str, dtype: torch.dtype) -> str:
     code = DTYPES.get(dtype)
     if code is None:
-        raise ExportError(f"{key}: safetensors cannot hold {str(dtype).removeprefix('torch.')} tensors")
+        raise ExportError(f"safetensors cannot hold dtype {str(dtype).removeprefix('torch.')} (tensor {key!r}); "
+                          "export as .pt or .h5")
     return code
 
 
@@ -55,7 +59,10 @@ def header_bytes(entries: Sequence[tuple[str, torch.dtype, Sequence[int]]], meta
     offset = 0
     for key, dtype, shape in entries:
         size = math.prod(shape) * torch.empty(0, dtype=dtype).element_size()
-        header[key] = {"dtype": _code(key, dtype), "shape": list(shape), "data_offsets": [offset, offset + size]}
+        listed = list(shape)
+        if dtype in PACKED_PAIRS and listed:
+            listed[-1] *= 2
+        header[key] = {"dtype": _code(key, dtype), "shape": listed, "data_offsets": [offset, offset + size]}
         offset += size
     text = json.dumps(header, separators=(",", ":")).encode("utf-8")
     text += b" " * (-len(text) % 8)

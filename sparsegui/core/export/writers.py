@@ -78,6 +78,7 @@ def _verify_safetensors(path: Path, state: Mapping[str, torch.Tensor]) -> None:
 def _write_hdf5(
     path: Path, state: Mapping[str, torch.Tensor], attrs: TensorAttrs, contents: str, masks: set[str]
 ) -> None:
+    places = hdf5_places(path, list(state))
     with h5py.File(path, "w") as h5:
         h5.attrs["sparsegui_format"] = FORMAT_NAME
         h5.attrs["sparsegui_version"] = FORMAT_VERSION
@@ -85,9 +86,42 @@ def _write_hdf5(
         h5.attrs["contents"] = contents
         h5.attrs["key_order"] = json.dumps(list(state))
         for key, tensor in state.items():
-            group_path, _, name = key.rpartition(".")
-            group = h5.require_group(group_path.replace(".", "/")) if group_path else h5
-            write_tensor(group, name, tensor, as_mask=key in masks, attrs=dict(attrs.get(key, {})))
+            group_path, name = places[key]
+            group = h5.require_group(group_path) if group_path else h5
+            tensor_attrs = {**attrs.get(key, {}), "key": key}
+            write_tensor(group, name, tensor, as_mask=key in masks, attrs=tensor_attrs)
+
+
+def _escape(part: str) -> str:
+    """A key part as an HDF5 link name: ``%`` and ``/`` percent-encoded, so distinct parts stay distinct."""
+    return part.replace("%", "%25").replace("/", "%2F")
+
+
+def hdf5_places(path: Path, keys: list[str]) -> dict[str, tuple[str, str]]:
+    """Where each key goes: (group path, dataset name), a group per dotted module. Torch keys may hold ``/`` (a
+    ``ModuleDict`` name): it is escaped in the path and the real key is stored in the dataset's ``key`` attribute,
+    so the loader gives back exactly the keys written. Keys HDF5 cannot hold apart (an empty part, or a tensor
+    where another key needs a group) are refused before anything is written."""
+    places: dict[str, tuple[str, str]] = {}
+    datasets: dict[str, str] = {}
+    groups: dict[str, str] = {}
+    for key in keys:
+        parts = key.split(".")
+        if any(part in ("", ".") for part in parts):
+            raise ExportError(f"{path.name}: tensor key {key!r} has an empty part; HDF5 cannot hold it")
+        escaped = [_escape(part) for part in parts]
+        full = "/".join(escaped)
+        for depth in range(1, len(escaped)):
+            groups.setdefault("/".join(escaped[:depth]), key)
+        datasets[full] = key
+        places[key] = ("/".join(escaped[:-1]), escaped[-1])
+    clash = next((full for full in datasets if full in groups), None)
+    if clash is not None:
+        raise ExportError(
+            f"{path.name}: tensor keys {datasets[clash]!r} and {groups[clash]!r} cannot both be stored in HDF5 (the "
+            "first would be a dataset where the second needs a group)"
+        )
+    return places
 
 
 def _verify_hdf5(path: Path, state: Mapping[str, torch.Tensor]) -> None:
@@ -115,6 +149,8 @@ def write_state_dict(
     before writing and before the final rename) removes the temporary file; the target is left as it was."""
     path = Path(path)
     fmt = format_for(path)
+    if fmt == "hdf5":
+        hdf5_places(path, list(state))  # keys HDF5 cannot hold apart are refused before anything is written
     writers: dict[str, tuple[Callable[[Path], None], Callable[[Path], None]]] = {
         "torch": (lambda p: _write_torch(p, state), lambda p: _verify_torch(p, state)),
         "safetensors": (lambda p: _write_safetensors(p, state, metadata or {}),

@@ -14,7 +14,9 @@ from torch import nn
 from sparsegui.core.demos import DEFAULT_DEMO, build_demo
 from sparsegui.core.errors import LoadError
 from sparsegui.core.loading.arch import load_into_architecture
+from sparsegui.core.loading.budgets import bounded_views
 from sparsegui.core.loading.hdf5_files import load_hdf5
+from sparsegui.core.loading.paths import require_regular_file
 from sparsegui.core.loading.rebuild import apply_saved_masks, rebuild_model
 from sparsegui.core.loading.safetensors_files import load_safetensors, load_sharded
 from sparsegui.core.loading.sniff import Format, sniff
@@ -35,7 +37,16 @@ from sparsegui.core.loading.trusted import (
 from sparsegui.core.progress import CancelToken, ProgressCallback, check, report
 from sparsegui.core.safety import require_safe_torch
 
-__all__ = ["Format", "LoadOptions", "LoadedModel", "SourceInfo", "load_demo", "load_model", "sniff"]
+__all__ = [
+    "Format",
+    "LoadOptions",
+    "LoadedModel",
+    "SourceInfo",
+    "load_demo",
+    "load_model",
+    "require_regular_file",
+    "sniff",
+]
 
 
 @dataclass
@@ -66,6 +77,7 @@ def _from_state_dict(
 ) -> nn.Module:
     """Build the model for a state_dict: the real architecture if given, else a tree rebuilt from the keys."""
     check_dense(state, filename)
+    state = bounded_views(state, filename)
     stripped, source.prefix = strip_wrapper_prefix(state)
     clean, masks = split_pruned(stripped)
     source.key_order = list(clean)

@@ -2,41 +2,18 @@
 
 from __future__ import annotations
 
-import io
-import pickletools
-import zipfile
 from pathlib import Path
 
 import torch
 
-_STRING_OPS = {"SHORT_BINUNICODE", "BINUNICODE", "BINUNICODE8", "UNICODE", "SHORT_BINSTRING", "BINSTRING", "STRING"}
+from sparsegui.core.loading.budgets import PICKLE_LIMIT
+from sparsegui.core.loading.pickle_scan import scan_pickle
+from sparsegui.core.loading.zip_members import read_layout, read_member
 
 
-def pickle_globals(data: bytes) -> list[str]:
+def pickle_globals(data: bytes, max_streams: int = 16) -> list[str]:
     """Every ``module.name`` the pickle stream(s) in ``data`` would import, in order, without duplicates."""
-    found: list[str] = []
-    stream = io.BytesIO(data)
-    while stream.tell() < len(data):
-        recent: list[str] = []
-        memo: dict[int, str] = {}
-        try:
-            for opcode, arg, _pos in pickletools.genops(stream):
-                name = opcode.name
-                if name in _STRING_OPS and isinstance(arg, (str, bytes)):
-                    recent.append(arg.decode("latin-1") if isinstance(arg, bytes) else arg)
-                elif name == "MEMOIZE" and recent:
-                    memo[len(memo)] = recent[-1]
-                elif name in ("BINPUT", "LONG_BINPUT", "PUT") and recent and isinstance(arg, int):
-                    memo[arg] = recent[-1]
-                elif name in ("BINGET", "LONG_BINGET", "GET") and isinstance(arg, int) and arg in memo:
-                    recent.append(memo[arg])
-                elif name in ("GLOBAL", "INST") and isinstance(arg, str):
-                    found.append(arg.replace(" ", "."))
-                elif name == "STACK_GLOBAL" and len(recent) >= 2:
-                    found.append(f"{recent[-2]}.{recent[-1]}")
-        except Exception:
-            break
-    return list(dict.fromkeys(found))
+    return scan_pickle(data, max_streams=max_streams).imports
 
 
 def unsafe_globals(names: list[str]) -> list[str]:
@@ -54,13 +31,14 @@ def unsafe_globals(names: list[str]) -> list[str]:
 
 
 def zip_member_globals(path: Path, suffixes: tuple[str, ...] = (".pkl",)) -> list[str]:
-    """What the pickles inside a zip archive would import (TorchScript, .pt2)."""
+    """What the pickles inside a zip archive would import (TorchScript, .pt2); each member is read within the
+    pickle budget."""
     found: list[str] = []
-    with zipfile.ZipFile(path) as archive:
-        for info in archive.infolist():
-            if info.filename.endswith(suffixes) and info.file_size < 256 * 1024 * 1024:
-                found.extend(pickle_globals(archive.read(info)))
-            if "/code/__torch__/" in info.filename and info.filename.endswith(".py"):
-                dotted = info.filename.split("/code/", 1)[1][: -len(".py")].replace("/", ".")
-                found.append(dotted)
+    layout = read_layout(path)
+    for name in layout.members:
+        if name.endswith(suffixes) and layout.members[name].size < PICKLE_LIMIT:
+            found.extend(pickle_globals(read_member(path, layout, name, PICKLE_LIMIT)))
+        if "/code/__torch__/" in name and name.endswith(".py"):
+            dotted = name.split("/code/", 1)[1][: -len(".py")].replace("/", ".")
+            found.append(dotted)
     return list(dict.fromkeys(found))

@@ -9,8 +9,24 @@ import torch
 from safetensors import SafetensorError, safe_open
 
 from sparsegui.core.errors import LoadError
+from sparsegui.core.loading.paths import require_regular_file
+from sparsegui.core.loading.sniff import read_json
+from sparsegui.core.loading.statedicts import ordered_keys
 
 KEY_ORDER_METADATA = "sparsegui_key_order"
+
+
+def _recorded_order(text: str | None, filename: str) -> list[str]:
+    """The key order SparseGUI recorded in the metadata (a JSON list of names), or [] when there is none."""
+    if text is None:
+        return []
+    try:
+        order = json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        raise LoadError(f"{filename}: its {KEY_ORDER_METADATA} metadata is not valid JSON") from exc
+    if not isinstance(order, list) or not all(isinstance(k, str) for k in order):
+        raise LoadError(f"{filename}: its {KEY_ORDER_METADATA} metadata is not a list of tensor names")
+    return order
 
 
 def load_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
@@ -19,10 +35,11 @@ def load_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str
         with safe_open(str(path), framework="pt", device="cpu") as handle:
             metadata = dict(handle.metadata() or {})
             keys = list(handle.keys())
-            order = json.loads(metadata[KEY_ORDER_METADATA]) if KEY_ORDER_METADATA in metadata else []
-            ordered = [k for k in order if k in set(keys)] + [k for k in keys if k not in set(order)]
-            return {k: handle.get_tensor(k) for k in ordered}, metadata
-    except (SafetensorError, OSError, ValueError, json.JSONDecodeError) as exc:
+            order = _recorded_order(metadata.get(KEY_ORDER_METADATA), path.name)
+            return {k: handle.get_tensor(k) for k in ordered_keys(keys, order)}, metadata
+    except LoadError:
+        raise
+    except (SafetensorError, OSError, ValueError) as exc:
         raise LoadError(f"{path.name}: corrupt safetensors file ({exc})") from exc
     except BaseException as exc:  # a Rust panic (PanicException) derives from BaseException
         if isinstance(exc, (KeyboardInterrupt, SystemExit)):
@@ -32,11 +49,14 @@ def load_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str
 
 def load_sharded(index_path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """Load every shard an index names, in the index's ``weight_map`` order."""
+    require_regular_file(index_path, "shard index")
     try:
-        index = json.loads(index_path.read_text(encoding="utf-8"))
-        weight_map = index["weight_map"]
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise LoadError(f"{index_path.name}: unreadable shard index ({exc})") from exc
+        index = read_json(index_path, index_path.stat().st_size, "a shard index")
+    except OSError as exc:
+        raise LoadError(f"{index_path.name}: unreadable shard index ({exc.strerror or exc})") from exc
+    if not isinstance(index, dict) or "weight_map" not in index:
+        raise LoadError(f"{index_path.name}: unreadable shard index (no 'weight_map' object)")
+    weight_map = index["weight_map"]
     if not isinstance(weight_map, dict):
         raise LoadError(f"{index_path.name}: 'weight_map' is not an object")
     bad = next((k for k, v in weight_map.items() if not isinstance(v, str) or not v), None)
@@ -44,7 +64,7 @@ def load_sharded(index_path: Path) -> tuple[dict[str, torch.Tensor], dict[str, s
         raise LoadError(f"{index_path.name}: weight_map[{bad!r}] is not a shard file name")
     shards: dict[str, dict[str, torch.Tensor]] = {}
     for shard in dict.fromkeys(weight_map.values()):
-        shard_path = _shard_path(index_path, shard)
+        shard_path = require_regular_file(_shard_path(index_path, shard), "safetensors shard")
         if not shard_path.is_file():
             raise LoadError(f"{index_path.name}: shard {shard!r} is missing")
         shards[shard], _ = load_safetensors(shard_path)
@@ -54,8 +74,18 @@ def load_sharded(index_path: Path) -> tuple[dict[str, torch.Tensor], dict[str, s
             raise LoadError(f"{index_path.name}: {key!r} is not in shard {shard!r}")
         state[key] = shards[shard][key]
     raw_metadata = index.get("metadata")
-    metadata = {str(k): str(v) for k, v in raw_metadata.items()} if isinstance(raw_metadata, dict) else {}
+    metadata = {str(k): _text(v) for k, v in raw_metadata.items()} if isinstance(raw_metadata, dict) else {}
     return state, metadata
+
+
+def _text(value: object) -> str:
+    """A metadata value as text (a string as is; anything else as compact JSON, cut short)."""
+    if isinstance(value, str):
+        return value
+    try:
+        return json.dumps(value, separators=(",", ":"))[:1000]
+    except (ValueError, RecursionError):
+        return f"<{type(value).__name__}>"
 
 
 def _shard_path(index_path: Path, shard: str) -> Path:

@@ -10,6 +10,8 @@ import zipfile
 from pathlib import Path
 
 from sparsegui.core.errors import LoadError
+from sparsegui.core.loading.budgets import JSON_LIMIT
+from sparsegui.core.loading.paths import require_regular_file
 
 
 class Format(enum.Enum):
@@ -75,10 +77,25 @@ def _names_import_in_old_pickle(path: Path) -> bool:
     return False
 
 
-def sniff(path: Path) -> Format:
-    """Return the format of ``path``, or raise :class:`LoadError` saying what the file looks like instead."""
+def read_json(path: Path, size: int, what: str) -> object:
+    """Parse a JSON file of ``size`` bytes: refused unread past :data:`JSON_LIMIT`, and nesting too deep for the
+    parser is a one-line :class:`LoadError` like any other invalid JSON."""
+    if size > JSON_LIMIT:
+        raise LoadError(f"{path.name}: a {size} byte JSON file is over the {JSON_LIMIT} bytes read for {what}; refused")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise LoadError(f"{path.name}: not {what} (invalid JSON: {exc})") from exc
+    except RecursionError as exc:
+        raise LoadError(f"{path.name}: not {what} (JSON nested too deeply to read)") from exc
+
+
+def sniff(path: Path, what: str = "model file") -> Format:
+    """Return the format of ``path``, or raise :class:`LoadError` saying what the file looks like instead (a
+    folder, a device or pipe (see :func:`~sparsegui.core.loading.paths.require_regular_file`), another format)."""
     if path.is_dir():
         raise LoadError(f"{path}: is a folder; open its .safetensors, .index.json or checkpoint file")
+    require_regular_file(path, what)
     try:
         size = path.stat().st_size
         with path.open("rb") as handle:
@@ -98,12 +115,7 @@ def sniff(path: Path) -> Format:
     if head[:1] in (b"c", b"(", b"}", b"]") and _names_import_in_old_pickle(path):
         return Format.TORCH_LEGACY
     if head.lstrip()[:1] == b"{":
-        if size > 64 * 1024 * 1024:
-            raise LoadError(f"{path.name}: a {size} byte JSON file is not a safetensors index")
-        try:
-            index = json.loads(path.read_text(encoding="utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise LoadError(f"{path.name}: not a checkpoint (invalid JSON: {exc})") from exc
+        index = read_json(path, size, "a checkpoint")
         if isinstance(index, dict) and isinstance(index.get("weight_map"), dict):
             return Format.SAFETENSORS_INDEX
         if isinstance(index, dict) and "steps" in index:
