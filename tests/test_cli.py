@@ -562,7 +562,7 @@ def test_apply_resolves_files_relative_to_the_recipe(
     work = tmp_path / "work"
     work.mkdir()
     monkeypatch.chdir(work)
-    result = cli(capsys, "apply", "../recipes/r.json", "--demo", "lenet", "-o", "out.pt")
+    result = cli(capsys, "apply", "../recipes/r.json", "--demo", "lenet", "-o", "out.pt", "--trust")
     assert result.code == 0, result.err
     state = read_state(work / "out.pt")
     assert torch.equal(state["fc2.weight"] != 0, masks["fc2.weight"])

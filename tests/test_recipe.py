@@ -238,7 +238,7 @@ def test_plugin_file_relative_to_recipe(tmp_path: Path, plugin_file: Path, monke
     elsewhere.mkdir()
     monkeypatch.chdir(elsewhere)
     doc = Document.demo("lenet")
-    assert apply_recipe(doc, load_recipe(recipe_path), base_dir=recipe_path.parent) == 2
+    assert apply_recipe(doc, load_recipe(recipe_path), base_dir=recipe_path.parent, trust=True) == 2
     expected = torch.ones(10, 84)
     expected.view(-1)[::3] = 0
     assert torch.equal(masks_dict(doc.model)["fc3.weight"], expected.bool())
@@ -248,7 +248,7 @@ def test_plugin_file_relative_to_recipe(tmp_path: Path, plugin_file: Path, monke
     assert steps[1]["seed"] == 3
     # without the recipe's folder the relative file name means nothing
     with pytest.raises(RecipeError, match="step 1"):
-        apply_recipe(Document.demo("lenet"), load_recipe(recipe_path))
+        apply_recipe(Document.demo("lenet"), load_recipe(recipe_path), trust=True)
 
 
 def test_plugin_file_recorded_recipe_replays(tmp_path: Path, plugin_file: Path) -> None:
@@ -444,7 +444,7 @@ def test_failing_step_three_leaves_document_as_before(
         {"op": "prune", "method": "foobar", "targets": ["fc3.weight"]},
     ]}
     with pytest.raises(RecipeError, match=r"^step 3 ") as info:
-        apply_recipe(doc, recipe, base_dir=tmp_path)
+        apply_recipe(doc, recipe, base_dir=tmp_path, trust=True)
     assert message in str(info.value)
     assert_same_state(before, full_state(doc.model))
     assert doc.recipe() == recipe_before

@@ -14,7 +14,9 @@ from sparsegui.core.export.writers import format_for
 from sparsegui.core.loading import LoadOptions, parse_arch_kwargs
 from sparsegui.core.methods import available_methods
 from sparsegui.core.paths import check_outputs, check_regular_input, recipe_input_files
-from sparsegui.core.recipe import apply_recipe, load_recipe
+from sparsegui.core.recipe import apply_recipe, load_recipe, require_recipe_trust
+from sparsegui.core.stats import Totals
+from sparsegui.core.text import printable
 
 
 def open_document(args: argparse.Namespace, default_demo: bool = False) -> Document:
@@ -64,6 +66,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
     check_outputs(outputs, [args.recipe, args.path])
     recipe_path = Path(args.recipe)
     recipe = load_recipe(recipe_path)
+    require_recipe_trust(recipe, recipe_path.parent.resolve(), args.trust, f"recipe {recipe_path.name}")
     recipe_files = recipe_input_files(recipe, recipe_path.parent.resolve())
     for file in recipe_files:
         check_regular_input(file, "file named by the recipe")
@@ -71,17 +74,17 @@ def cmd_apply(args: argparse.Namespace) -> int:
     doc = open_document(args)
     if args.device != "cpu":
         doc.move_to(args.device)
-    steps = apply_recipe(doc, recipe, base_dir=recipe_path.parent.resolve())
+    steps = apply_recipe(doc, recipe, base_dir=recipe_path.parent.resolve(), trust=args.trust)
     if args.device != "cpu":
         doc.move_to("cpu")
     written = doc.export(args.output, keep_masks=args.keep_masks)
     if args.masks_out:
         doc.export_masks(args.masks_out)
-    report = doc.report()
-    print(
-        f"applied {steps} step(s); wrote {written} "
-        f"({report.parameters:,} parameters, sparsity {report.sparsity * 100:.2f}%)"
-    )
+    doc.scan()  # only what the masks do not already tell (usually a first read of the originals)
+    total = Totals(doc.structure, doc.state).total
+    zeros = total.zeros or 0
+    print(printable(f"applied {steps} step(s); wrote {written} ({total.numel:,} parameters, sparsity "
+                    f"{zeros / total.numel * 100 if total.numel else 0.0:.2f}%)"))
     return 0
 
 

@@ -130,6 +130,27 @@ def load_plugin_file(path: str | Path) -> list[MethodSpec]:
     return specs
 
 
+def code_needed(name: str, base_dir: Path | None = None) -> str | None:
+    """What resolving method ``name`` would import or run, in words, or None when it runs nothing new: a built-in,
+    an installed plugin (the ``sparsegui.pruning_methods`` entry points), a plugin file already loaded in this
+    process, or a class of a module already imported."""
+    if name in BUILTINS or name in _file_plugins or ":" not in name:
+        return None
+    target, _, _cls = name.rpartition(":")
+    if target.endswith(".py"):
+        file = Path(target) if base_dir is None or Path(target).is_absolute() else base_dir / target
+        resolved = str(file.resolve())
+        if any(key.rpartition(":")[0] == resolved for key in _file_plugins):
+            return None
+        return f"run the Python file {resolved}"
+    if any(name in (ep.name, ep.value) for ep in entry_points(group=ENTRY_POINT_GROUP)):
+        return None
+    module = target.split(":")[0]
+    if module in sys.modules:
+        return None
+    return f"import the Python module {module}"
+
+
 def available_methods() -> dict[str, MethodSpec]:
     """Built-ins, installed plugins and plugin files loaded in this process."""
     return {**BUILTINS, **entry_point_methods(), **_file_plugins}

@@ -12,8 +12,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sparsegui import __version__
-from sparsegui.core.errors import Cancelled, RecipeError, SparseGUIError
+from sparsegui.core.errors import Cancelled, RecipeError, SparseGUIError, TrustRequired
 from sparsegui.core.export.atomic import atomic_write
+from sparsegui.core.methods import code_needed
 from sparsegui.core.progress import CancelToken, ProgressCallback, check, report
 from sparsegui.core.recipe_checks import (
     MAX_RECIPE_BYTES,
@@ -46,16 +47,34 @@ def save_recipe(doc: Document, path: str | Path) -> Path:
     return atomic_write(path, lambda p: p.write_text(text + "\n", encoding="utf-8"), lambda p: load_recipe(p))
 
 
+def recipe_code(recipe: Mapping[str, Any], base_dir: Path | None = None) -> list[str]:
+    """What replaying ``recipe`` would import or run (methods that are neither built in nor installed plugins), in
+    words; empty when it runs no code. Call it on a validated recipe."""
+    needed = (code_needed(step["method"], base_dir) for step in recipe["steps"] if "method" in step)
+    return list(dict.fromkeys(n for n in needed if n is not None))
+
+
+def require_recipe_trust(recipe: Mapping[str, Any], base_dir: Path | None, trust: bool, name: str = "recipe") -> None:
+    """A recipe is data: refuse one that would import or run code, naming it, unless the user trusted it."""
+    needed = [] if trust else recipe_code(recipe, base_dir)
+    if needed:
+        shown = "; ".join(needed[:4]) + ("…" if len(needed) > 4 else "")
+        raise TrustRequired(f"{name} would {shown}; a recipe runs no code unless you trust it (--trust)", needed)
+
+
 def plan_recipe(
     doc: Document,
     recipe: Mapping[str, Any],
     base_dir: Path | None = None,
     progress: ProgressCallback | None = None,
     cancel: CancelToken | None = None,
+    trust: bool = False,
 ) -> list[Change]:
     """Work out every step, each on the state the previous one leads to, changing nothing (any thread); a step
-    that fails (or a cancel) stops it with nothing to undo."""
+    that fails (or a cancel) stops it with nothing to undo. Without ``trust``, a recipe that would import or run
+    code (a method that is not built in or an installed plugin) is refused before anything runs."""
     steps = validate_recipe(recipe)
+    require_recipe_trust(recipe, base_dir, trust)
     changes: list[Change] = []
     state = doc.state
     for i, step in enumerate(steps, 1):
@@ -79,9 +98,11 @@ def apply_recipe(
     base_dir: Path | None = None,
     progress: ProgressCallback | None = None,
     cancel: CancelToken | None = None,
+    trust: bool = False,
 ) -> int:
-    """Replay every step (each one an undo step); if one fails or the user cancels, nothing is applied."""
-    changes = plan_recipe(doc, recipe, base_dir, progress, cancel)
+    """Replay every step (each one an undo step); if one fails or the user cancels, nothing is applied. ``trust``
+    as for :func:`plan_recipe`."""
+    changes = plan_recipe(doc, recipe, base_dir, progress, cancel, trust)
     for change in changes:
         doc.commit(change)
     return len(changes)

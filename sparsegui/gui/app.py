@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pyqtgraph as pg
 from PySide6.QtCore import QCoreApplication
@@ -15,6 +17,10 @@ from sparsegui.core.document import Document
 from sparsegui.core.loading import LoadOptions, parse_arch_kwargs
 from sparsegui.gui.errors import ExceptionHandler
 from sparsegui.gui.help import app_icon
+
+if TYPE_CHECKING:
+    from sparsegui.gui.autosave import Autosaver
+    from sparsegui.gui.main_window import MainWindow
 
 APP_ID = "io.github.sparsegui.SparseGUI"
 
@@ -32,19 +38,16 @@ def configure_application() -> QApplication:
     return app
 
 
-def run_app(args: argparse.Namespace) -> int:
-    app = configure_application()
+def start(args: argparse.Namespace, autosave: Path | None = None) -> tuple[MainWindow, Autosaver]:
+    """The main window, shown, with what the last session left offered back (a bad autosave is moved aside and
+    reported once, and never stops the start) and then the file asked for on the command line."""
     from sparsegui.gui.autosave import Autosaver, offer_restore, pending, report_problem
     from sparsegui.gui.main_window import MainWindow
     from sparsegui.gui.session import Session
 
-    handler = ExceptionHandler()
-    handler.install()
-    session = Session(Document.demo(args.demo or "lenet"))
-    window = MainWindow(session)
-    handler.set_parent(window)
-    previous = pending()
-    autosaver = Autosaver(window.controller)
+    window = MainWindow(Session(Document.demo(args.demo or "lenet")))
+    previous = pending(autosave)
+    autosaver = Autosaver(window.controller, autosave)
     window.show()
     if previous.problem is not None:
         report_problem(window, previous)
@@ -54,6 +57,15 @@ def run_app(args: argparse.Namespace) -> int:
         options = LoadOptions(key=args.key, arch=args.arch, arch_kwargs=parse_arch_kwargs(args.arch_kwargs),
                               arch_path=args.arch_path, trust=args.trust)
         window.controller.open_path(args.path, options)
+    return window, autosaver
+
+
+def run_app(args: argparse.Namespace) -> int:
+    app = configure_application()
+    handler = ExceptionHandler()
+    handler.install()
+    window, autosaver = start(args)
+    handler.set_parent(window)
     code = app.exec()
     window.controller.runner.wait()
     autosaver.discard()  # a normal exit: the user already chose to keep or discard their changes

@@ -19,7 +19,7 @@ from PySide6.QtWidgets import QMessageBox, QWidget
 
 from sparsegui.core.export.atomic import atomic_write
 from sparsegui.core.loading import LoadOptions
-from sparsegui.core.recipe import validate_recipe
+from sparsegui.core.recipe import recipe_code, validate_recipe
 from sparsegui.gui.controller import Controller
 
 FILE_NAME = "autosave.json"
@@ -121,21 +121,38 @@ def report_problem(parent: QWidget | None, found: Pending) -> None:
                         f"The autosave of the last session could not be used: {found.problem}.{where}")
 
 
+def restore_code(data: dict[str, Any]) -> list[str]:
+    """What restoring ``data`` would import or run: its recipe's methods, the architecture it names."""
+    source = data["source"]
+    needed = []
+    if source.get("arch_path"):
+        needed.append(f"import code from the folder {source['arch_path']}")
+    if source.get("arch"):
+        needed.append(f"import the architecture {source['arch']} and build it")
+    return needed + recipe_code(data["recipe"], None)
+
+
 def offer_restore(parent: QWidget | None, controller: Controller, data: dict[str, Any]) -> bool:
-    """Ask whether to restore the last session's operations; if yes, reopen its model and replay them."""
+    """Ask whether to restore the last session's operations; if yes, reopen its model and replay them. Code the
+    autosave names (an architecture, plugin methods) is listed in the question and runs only if the user agrees."""
     source = data["source"]
     steps = data["recipe"]["steps"]
     name = source.get("path") or f"the {source.get('demo')} demo"
+    needed = restore_code(data)
+    code = ("\n\nRestoring would also run code it names:\n" + "\n".join(f"  • {n}" for n in needed[:20]) +
+            "\n\nRestore only if you trust it.") if needed else ""
     answer = QMessageBox.question(
         parent,
         "Restore unsaved work?",
-        f"SparseGUI did not close normally. Restore the {len(steps)} pruning operation(s) on {name}?",
+        f"SparseGUI did not close normally. Restore the {len(steps)} pruning operation(s) on {name}?{code}",
         QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
-        QMessageBox.StandardButton.Yes,
+        QMessageBox.StandardButton.No if needed else QMessageBox.StandardButton.Yes,
     )
     if answer != QMessageBox.StandardButton.Yes:
         return False
-    replay = lambda: controller.apply_recipe_data(data["recipe"], None, "Restoring unsaved work")  # noqa: E731
+    trusted = bool(needed)
+    replay = lambda: controller.apply_recipe_data(data["recipe"], None, "Restoring unsaved work",  # noqa: E731
+                                                  trust=trusted)
     if source.get("demo"):
         return controller.open_demo(source["demo"]) and replay()
     options = LoadOptions(key=source.get("key"), arch=source.get("arch"), arch_kwargs=source.get("arch_kwargs") or {},

@@ -25,7 +25,7 @@ from sparsegui.core.loading import LoadOptions
 from sparsegui.core.operations import Change, MaskSource
 from sparsegui.core.paths import check_outputs
 from sparsegui.core.progress import CancelToken
-from sparsegui.core.recipe import load_recipe, plan_recipe, save_recipe
+from sparsegui.core.recipe import load_recipe, plan_recipe, recipe_code, save_recipe
 from sparsegui.core.steps import RemoveStep, Step
 from sparsegui.gui.counting import BackgroundCounter
 from sparsegui.gui.errors import show_error
@@ -156,11 +156,33 @@ class Controller(QObject):
             return False
         return self.apply_recipe_data(recipe, path.parent.resolve(), f"Applying recipe {path.name}")
 
-    def apply_recipe_data(self, recipe: dict[str, Any], base_dir: Path | None, label: str = "Applying recipe") -> bool:
+    def apply_recipe_data(self, recipe: dict[str, Any], base_dir: Path | None, label: str = "Applying recipe",
+                          trust: bool = False) -> bool:
+        """Replay a recipe as one undo step. A recipe that would import or run code asks first, listing it."""
         if not self.gate(label):
             return False
+        if not trust:
+            needed = recipe_code(recipe, base_dir)
+            if needed and not self.ask_code_trust(label, needed):
+                self.status.emit(f"{label}: not applied (it would run code you did not trust)")
+                return False
+            trust = bool(needed)
         doc = self.session.document
-        return self._run_changes(label, lambda progress, cancel: plan_recipe(doc, recipe, base_dir, progress, cancel))
+        return self._run_changes(label, lambda progress, cancel: plan_recipe(doc, recipe, base_dir, progress, cancel,
+                                                                             trust))
+
+    def ask_code_trust(self, what: str, needed: Sequence[str]) -> bool:
+        """Ask before data (a recipe, an autosave) makes SparseGUI import or run code, listing exactly what."""
+        listed = "\n".join(f"  • {item}" for item in needed[:20])
+        answer = QMessageBox.warning(
+            self.parent_widget,
+            "Run code named by this file?",
+            f"{what}: it names code that is not built into SparseGUI or installed as a plugin. Going on would:\n\n"
+            f"{listed}\n\nGo on only if you trust where it came from.",
+            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.Cancel,
+            QMessageBox.StandardButton.Cancel,
+        )
+        return answer == QMessageBox.StandardButton.Yes
 
     def undo(self) -> bool:
         if not self.gate("Undo") or not self.session.document.history.can_undo:
