@@ -40,7 +40,10 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     from sparsegui.cli import print_json
     from sparsegui.cli.table import render
 
-    report = open_document(args).report()
+    doc = open_document(args)
+    doc.scan()  # zeros and NaN/Inf of every tensor, one read of each
+    doc.source.digest()
+    report = doc.report()
     if args.json:
         print_json(report.to_json())
     else:

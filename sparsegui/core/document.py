@@ -49,6 +49,10 @@ def _to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
     return tensor if tensor.device == device else tensor.to(device)
 
 
+class SourceChanged(SparseGUIError):
+    """A file the open model is memory-mapped from was written to since it was opened."""
+
+
 class StaleChange(SparseGUIError):
     """A change was computed from a state that is no longer current (something else changed the model)."""
 
@@ -131,6 +135,26 @@ class Document:
     def modified(self) -> bool:
         return self.history.modified
 
+    def check_source(self, action: str) -> str | None:
+        """Whether the files the model came from changed on disk, checked before every operation and export.
+
+        A change is never silently used: when the tensors were read into memory, or the file was replaced or
+        removed (what was mapped stays as it was), the open model is intact and a warning is added (and returned);
+        when a memory-mapped file was written to in place, its values may have changed under the open model, and
+        ``action`` is refused with :class:`SourceChanged`."""
+        change = self.source.disk_change()
+        if change is None:
+            return None
+        kind, message = change
+        if kind == "rewritten" and not self.source.in_memory:
+            raise SourceChanged(f"{message}: the open model is read from that file and may no longer be what was "
+                                f"opened, so {action} is refused; reopen the file (Export Recipe first to keep your "
+                                "steps)")
+        warning = f"{message}; the open model is still what was read then"
+        if warning not in self.source.warnings:
+            self.source.warnings.append(warning)
+        return warning
+
     # -- changing ----------------------------------------------------------------------------------------------
     def plan(self, step: Step, *, masks: ops.MaskSource = None, base_dir: Path | None = None,
              progress: ProgressCallback | None = None, cancel: CancelToken | None = None,
@@ -138,6 +162,7 @@ class Document:
         """Work ``step`` out against the current state (or ``base``, e.g. the state after earlier planned steps)
         without changing anything (any thread)."""
         state = self.state if base is None else base
+        self.check_source(step.label())
         if isinstance(step, PruneStep):
             return ops.plan_prune(self.structure, state, step, masks, base_dir, self.device, progress, cancel)
         if isinstance(step, GlobalStep):
@@ -213,6 +238,7 @@ class Document:
         """Move the model's tensors to ``device`` tensor by tensor, with progress; not an undo step. On a cancel or an
         error (out of memory on the device) everything goes back where it was."""
         target = parse_device(device)
+        self.check_source("the move")
         if cancel is not None and cancel.cancelled:
             raise Cancelled("cancelled by the user; the model did not move")
         holders = [slot.holder for slot in self.structure.tensors.values()]
@@ -298,6 +324,7 @@ class Document:
         file as it was. Marks the history clean at the state written."""
         from sparsegui.core.exporting import export_state
 
+        self.check_source("the export")
         state, index = self.state, self.history.index
         written = export_state(self.structure, state, self.source, self.history.steps(), path,
                                keep_masks=keep_masks, progress=progress, cancel=cancel)
@@ -309,7 +336,8 @@ class Document:
                      cancel: CancelToken | None = None) -> Path:
         from sparsegui.core.exporting import export_masks
 
+        self.check_source("the export")
         return export_masks(self.structure, self.state, path, progress=progress, cancel=cancel)
 
 
-__all__ = ["Command", "Document", "PruneError", "StaleChange"]
+__all__ = ["Command", "Document", "PruneError", "SourceChanged", "StaleChange"]

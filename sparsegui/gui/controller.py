@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QObject, QSettings, Signal
+from PySide6.QtCore import QFileSystemWatcher, QObject, QSettings, Signal
 from PySide6.QtWidgets import QMessageBox, QWidget
 
 from sparsegui.core.document import Document
@@ -64,7 +64,38 @@ class Controller(QObject):
         self.runner.busy_changed.connect(session.set_busy)
         self.counter = BackgroundCounter(session, self)
         self.refused: list[str] = []  # what the gate turned away (tests read it)
+        self.watcher = QFileSystemWatcher(self)  # the source's files: a change on disk is said at once
+        self.watcher.fileChanged.connect(self._on_source_changed)
+        self._said_changed = False
         session.document_replaced.connect(lambda _doc: self.history_changed.emit())
+        session.document_replaced.connect(lambda _doc: self._watch_source())
+        self._watch_source()
+
+    # -- the files the model came from ---------------------------------------------------------------------------
+    def _watch_source(self) -> None:
+        if self.watcher.files():
+            self.watcher.removePaths(self.watcher.files())
+        files = [f.path for f in self.session.document.source.files]
+        if files:
+            self.watcher.addPaths(files)
+        self._said_changed = False
+
+    def _on_source_changed(self, _path: str) -> None:
+        """Another program wrote, replaced or removed a file the open model came from: say so once."""
+        if self._said_changed:
+            return
+        try:
+            warning = self.session.document.check_source("further work")
+        except SparseGUIError as exc:
+            self._said_changed = True
+            self.status.emit(str(exc))
+            show_error(self.parent_widget, "The model's file changed on disk", exc)
+            return
+        if warning is not None:
+            self._said_changed = True
+            self.status.emit(warning)
+            QMessageBox.information(self.parent_widget, "The model's file changed on disk",
+                                    f"{warning}. Open the file again to see what it holds now.")
 
     # -- the gate ----------------------------------------------------------------------------------------------
     def gate(self, what: str) -> bool:

@@ -118,3 +118,24 @@ def test_a_bad_autosave_never_stops_the_start(qtbot, isolated_settings, tmp_path
     assert not path.exists() and any(p.name.startswith("autosave.json.bad-") for p in tmp_path.iterdir())
     assert pending(path).problem is None and pending(path).data is None
     saver.discard()
+
+
+def test_a_rewritten_source_is_said_at_once(window, qtbot, tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """The window watches the files the model came from: a rewrite is said once (the model shown is still the one
+    read, since a small file is read into memory)."""
+    import torch
+
+    from sparsegui.core.document import Document
+
+    path = tmp_path / "m.pt"
+    Document.demo("lenet").export(path)
+    window.controller.open_path(str(path))
+    qtbot.waitUntil(lambda: not window.session.busy and window.session.document.source.path == str(path),
+                    timeout=20000)
+    told = answer(monkeypatch, "information", QMessageBox.StandardButton.Ok)
+    torch.save({"x": torch.ones(3)}, path)
+    qtbot.waitUntil(lambda: bool(told), timeout=10000)
+    assert "written to by another program" in told[0]
+    torch.save({"x": torch.ones(4)}, path)
+    qtbot.wait(300)
+    assert len(told) == 1

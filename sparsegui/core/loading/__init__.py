@@ -20,7 +20,7 @@ from sparsegui.core.loading.paths import require_regular_file
 from sparsegui.core.loading.rebuild import apply_saved_masks, rebuild_model
 from sparsegui.core.loading.safetensors_files import load_safetensors, load_sharded
 from sparsegui.core.loading.sniff import Format, sniff
-from sparsegui.core.loading.source import SourceInfo
+from sparsegui.core.loading.source import FileStamp, SourceInfo
 from sparsegui.core.loading.statedicts import (
     check_dense,
     choose_state_dict,
@@ -34,6 +34,7 @@ from sparsegui.core.loading.trusted import (
     name_kinds,
     require_trust,
 )
+from sparsegui.core.paths import shard_files
 from sparsegui.core.progress import CancelToken, ProgressCallback, check, report
 from sparsegui.core.safety import require_safe_torch
 
@@ -120,15 +121,31 @@ def load_model(
     return loaded
 
 
+COPY_LIMIT = 256 << 20
+"""Files up to this size (all files of a sharded model together) are read into memory: a later change on disk
+cannot touch the open model. Bigger ones are memory-mapped (their pages stay the kernel's to drop); a change on disk
+is detected before every operation and export (see ``Document.check_source``)."""
+
+
+def _stamps(path: Path, fmt: Format) -> list[FileStamp]:
+    files = [path]
+    if fmt is Format.SAFETENSORS_INDEX:
+        files += shard_files(path)  # empty for a bad index: the loader reports that itself
+    return [FileStamp.of(f) for f in files if f.is_file()]
+
+
 def _load_model(path: Path, options: LoadOptions) -> LoadedModel:
     path = Path(path)
     if not path.exists():
         raise LoadError(f"{path}: no such file")
     fmt = sniff(path)
     source = SourceInfo(path=str(path), format=fmt.value, trusted=options.trust)
+    source.files = _stamps(path, fmt)
+    copy = sum(stamp.size for stamp in source.files) <= COPY_LIMIT
+    source.in_memory = copy or fmt in (Format.HDF5, Format.TORCH_LEGACY, Format.TORCHSCRIPT, Format.EXPORTED_PROGRAM)
     name = path.name
     if fmt in (Format.TORCH_ZIP, Format.TORCH_LEGACY):
-        obj = load_torch_file(path, fmt, options.trust)
+        obj = load_torch_file(path, fmt, options.trust, mmap=not copy)
         if isinstance(obj, nn.Module):
             return LoadedModel(_from_module(obj, source), source)
         if isinstance(obj, Mapping) and options.trust:
@@ -140,9 +157,9 @@ def _load_model(path: Path, options: LoadOptions) -> LoadedModel:
         source.key, state, source.candidates = choose_state_dict(obj, options.key, name)
         return LoadedModel(_from_state_dict(state, source, options, name), source)
     if fmt is Format.SAFETENSORS:
-        state, source.metadata = load_safetensors(path)
+        state, source.metadata = load_safetensors(path, copy)
     elif fmt is Format.SAFETENSORS_INDEX:
-        state, source.metadata = load_sharded(path)
+        state, source.metadata = load_sharded(path, copy)
     elif fmt is Format.HDF5:
         state, attrs = load_hdf5(path)
         source.metadata = {k: str(v) for k, v in attrs.items()}

@@ -29,14 +29,16 @@ def _recorded_order(text: str | None, filename: str) -> list[str]:
     return order
 
 
-def load_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """Return (tensors in the file's order, or the order SparseGUI recorded; metadata)."""
+def load_safetensors(path: Path, copy: bool = False) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Return (tensors in the file's order — the order SparseGUI recorded, if it wrote the file —; metadata). The
+    tensors are memory-mapped from the file, or with ``copy`` read into memory."""
     try:
         with safe_open(str(path), framework="pt", device="cpu") as handle:
             metadata = dict(handle.metadata() or {})
-            keys = list(handle.keys())
+            keys = list(handle.offset_keys() if hasattr(handle, "offset_keys") else handle.keys())
             order = _recorded_order(metadata.get(KEY_ORDER_METADATA), path.name)
-            return {k: handle.get_tensor(k) for k in ordered_keys(keys, order)}, metadata
+            tensors = {k: handle.get_tensor(k) for k in ordered_keys(keys, order)}
+            return ({k: t.clone() for k, t in tensors.items()} if copy else tensors), metadata
     except LoadError:
         raise
     except (SafetensorError, OSError, ValueError) as exc:
@@ -47,7 +49,7 @@ def load_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str
         raise LoadError(f"{path.name}: corrupt safetensors file ({type(exc).__name__}: {exc})") from exc
 
 
-def load_sharded(index_path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+def load_sharded(index_path: Path, copy: bool = False) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """Load every shard an index names, in the index's ``weight_map`` order."""
     require_regular_file(index_path, "shard index")
     try:
@@ -67,7 +69,7 @@ def load_sharded(index_path: Path) -> tuple[dict[str, torch.Tensor], dict[str, s
         shard_path = require_regular_file(_shard_path(index_path, shard), "safetensors shard")
         if not shard_path.is_file():
             raise LoadError(f"{index_path.name}: shard {shard!r} is missing")
-        shards[shard], _ = load_safetensors(shard_path)
+        shards[shard], _ = load_safetensors(shard_path, copy)
     state: dict[str, torch.Tensor] = {}
     for key, shard in weight_map.items():
         if key not in shards[shard]:

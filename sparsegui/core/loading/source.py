@@ -2,8 +2,39 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
+
+
+@dataclass(frozen=True)
+class FileStamp:
+    """A file as it was when it was read: enough to tell later that it was rewritten, replaced or removed."""
+
+    path: str
+    size: int
+    mtime_ns: int
+    inode: int
+    device: int
+
+    @classmethod
+    def of(cls, path: str | Path) -> FileStamp:
+        info = os.stat(path)
+        return cls(str(path), info.st_size, info.st_mtime_ns, info.st_ino, info.st_dev)
+
+    def change(self) -> str | None:
+        """``"removed"``, ``"replaced"`` (another file now has the name: what was read lives on unchanged),
+        ``"rewritten"`` (the same file was written in place) or None."""
+        try:
+            now = FileStamp.of(self.path)
+        except OSError:
+            return "removed"
+        if (now.inode, now.device) != (self.inode, self.device):
+            return "replaced"
+        if (now.size, now.mtime_ns) != (self.size, self.mtime_ns):
+            return "rewritten"
+        return None
 
 
 @dataclass
@@ -32,6 +63,21 @@ class SourceInfo:
     metadata: dict[str, Any] = field(default_factory=dict)
     sha256: str | None = None
     """Digest of the opened file (of the index file for sharded safetensors); see :meth:`digest`."""
+    files: list[FileStamp] = field(default_factory=list)
+    """Every file the tensors were read from, as it was then (the index and each shard of a sharded model)."""
+    in_memory: bool = True
+    """Whether the tensors were copied into memory (small files) rather than memory-mapped from the files."""
+
+    def disk_change(self) -> tuple[str, str] | None:
+        """``(kind, message)`` for the first file that changed on disk since it was read, or None."""
+        for stamp in self.files:
+            kind = stamp.change()
+            if kind is not None:
+                name = Path(stamp.path).name
+                what = {"removed": "was removed", "replaced": "was replaced by another file",
+                        "rewritten": "was written to by another program"}[kind]
+                return kind, f"{name} {what} since it was opened"
+        return None
 
     def digest(self, progress: Any = None, cancel: Any = None) -> str | None:
         """The file's SHA-256, computed on first use (seconds for multi-GB files: call it off the UI thread, with a
@@ -56,5 +102,5 @@ class SourceInfo:
             "missing_keys": list(self.missing_keys),
             "unexpected_keys": list(self.unexpected_keys),
             "warnings": list(self.warnings),
-            "sha256": self.digest(),
+            "sha256": self.sha256,
         }

@@ -139,8 +139,9 @@ def _check_before_loading(path: Path, scan: Scan, plan: _ZipPlan | None) -> None
     check_memory(path.name, "a legacy checkpoint is read into memory whole:", path.stat().st_size)
 
 
-def load_torch_file(path: Path, fmt: Format, trust: bool) -> Any:
-    """``torch.load`` ``path`` without running code from it (unless ``trust``); errors become :class:`LoadError`."""
+def load_torch_file(path: Path, fmt: Format, trust: bool, mmap: bool = True) -> Any:
+    """``torch.load`` ``path`` without running code from it (unless ``trust``); errors become :class:`LoadError`.
+    A zip checkpoint is memory-mapped when ``mmap`` and its records allow it, else read into memory."""
     plan = _plan_zip(path) if fmt is Format.TORCH_ZIP else None
     scan = plan.scan if plan is not None else _scan(path, fmt)
     wanted = unsafe_globals(scan.imports)
@@ -150,7 +151,8 @@ def load_torch_file(path: Path, fmt: Format, trust: bool) -> Any:
         return _trusted_load(path)
     _check_before_loading(path, scan, plan)
     try:
-        return torch.load(str(path), map_location="cpu", weights_only=True, mmap=plan is not None and plan.mappable)
+        mapped = mmap and plan is not None and plan.mappable
+        return torch.load(str(path), map_location="cpu", weights_only=True, mmap=mapped)
     except pickle.UnpicklingError as exc:
         if not _is_refusal(exc):
             raise LoadError(f"{path.name}: corrupt or unreadable checkpoint ({_first_line(exc)})") from exc
