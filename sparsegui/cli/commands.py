@@ -12,7 +12,7 @@ from sparsegui.core.document import Document
 from sparsegui.core.errors import ExportError, LoadError
 from sparsegui.core.export.writers import format_for
 from sparsegui.core.loading import LoadOptions, parse_arch_kwargs
-from sparsegui.core.methods import available_methods
+from sparsegui.core.methods import available_methods, broken_plugins
 from sparsegui.core.paths import check_outputs, check_regular_input, recipe_input_files
 from sparsegui.core.recipe import apply_recipe, load_recipe, require_recipe_trust
 from sparsegui.core.stats import Totals
@@ -95,7 +95,9 @@ def cmd_methods(_: argparse.Namespace) -> int:
     for name, spec in available_methods().items():
         settings = [s for s, on in (("amount", spec.takes_amount), ("n", spec.takes_n), ("dim", spec.takes_dim),
                                     ("mask", spec.takes_mask), ("seed", spec.random)) if on]
-        print(f"{name:22} {spec.origin:28} {', '.join(settings):22} {spec.description}")
+        print(printable(f"{name:22} {spec.origin:28} {', '.join(settings):22} {spec.description}"))
+    for name, why in broken_plugins().items():
+        print(printable(f"warning: installed plugin {name} cannot be loaded ({why})"), file=sys.stderr)
     return 0
 
 

@@ -24,7 +24,7 @@ from torch import nn
 
 from sparsegui.core import operations as ops
 from sparsegui.core.devices import parse_device
-from sparsegui.core.errors import Cancelled, PruneError, SparseGUIError
+from sparsegui.core.errors import Cancelled, LoadError, PruneError, SparseGUIError
 from sparsegui.core.history import Command, History
 from sparsegui.core.loading import LoadedModel, LoadOptions, load_demo, load_model
 from sparsegui.core.progress import CancelToken, ProgressCallback, check, report
@@ -63,7 +63,11 @@ class Document:
     def __init__(self, loaded: LoadedModel) -> None:
         self._module = loaded.model
         self.source = loaded.source
-        prunings, layouts = dereparametrize(self._module)
+        try:
+            prunings, layouts = dereparametrize(self._module)
+        except PruneError as exc:  # a saved mask that holds something else than 0 and 1
+            name = Path(self.source.path).name if self.source.path else "the model"
+            raise LoadError(f"{name}: {exc}") from exc
         self.structure = ModelStructure(self._module)
         tensors = self.structure.initial_states()
         for (path, local), pruning in prunings.items():

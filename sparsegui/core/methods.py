@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import inspect
+import logging
 import pkgutil
 import sys
 from dataclasses import dataclass
@@ -67,6 +68,8 @@ BUILTINS: dict[str, MethodSpec] = {
 }
 
 _file_plugins: dict[str, MethodSpec] = {}
+_broken: dict[str, str] = {}
+log = logging.getLogger(__name__)
 
 
 def spec_for_class(name: str, cls: type, origin: str) -> MethodSpec:
@@ -95,9 +98,17 @@ def entry_point_methods() -> dict[str, MethodSpec]:
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         try:
             found[ep.name] = spec_for_class(ep.name, ep.load(), origin=f"plugin {ep.value}")
-        except Exception:
-            continue
+        except Exception as exc:  # a broken installed plugin must not take the others down; say which and why
+            if ep.name not in _broken:
+                _broken[ep.name] = f"{type(exc).__name__}: {exc}"
+                log.warning("pruning plugin %s (%s) cannot be loaded: %s", ep.name, ep.value, _broken[ep.name])
     return found
+
+
+def broken_plugins() -> dict[str, str]:
+    """Installed plugins that failed to load, with why (``sparsegui methods`` and the Prune panel show them)."""
+    entry_point_methods()
+    return dict(_broken)
 
 
 def load_plugin_file(path: str | Path) -> list[MethodSpec]:

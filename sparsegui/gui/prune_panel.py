@@ -23,7 +23,7 @@ from PySide6.QtWidgets import (
 )
 
 from sparsegui.core.errors import SparseGUIError
-from sparsegui.core.methods import MethodSpec, available_methods, load_plugin_file, resolve_method
+from sparsegui.core.methods import MethodSpec, available_methods, broken_plugins, load_plugin_file, resolve_method
 from sparsegui.core.operations import check_step
 from sparsegui.core.steps import GlobalStep, PruneStep, Step
 from sparsegui.gui.errors import show_error
@@ -73,6 +73,8 @@ class PrunePanel(QWidget):
             self.scope_group.addButton(button)
         self.pattern = QLineEdit("*.weight", objectName="patternEdit")
         self.types = QLineEdit(objectName="typesEdit", placeholderText="module types, e.g. Conv2d, Linear")
+        self.plugin_problem = QLabel(objectName="pluginProblemLabel", wordWrap=True)
+        self.plugin_problem.setStyleSheet("color: #d35400;")
         self.problem = QLabel(objectName="problemLabel", wordWrap=True)
         self.problem.setStyleSheet("color: #c0392b;")
         self.apply_button = QPushButton("Apply", objectName="applyButton")
@@ -107,6 +109,7 @@ class PrunePanel(QWidget):
         root.addLayout(form)
         root.addWidget(QLabel("<b>Scope</b>"))
         root.addLayout(scope)
+        root.addWidget(self.plugin_problem)
         root.addWidget(self.problem)
         root.addLayout(buttons)
         root.addStretch(1)
@@ -140,6 +143,10 @@ class PrunePanel(QWidget):
         index = self.method.findData(current)
         self.method.setCurrentIndex(max(index, 0))
         self.method.blockSignals(False)
+        broken = broken_plugins()
+        self.plugin_problem.setText("; ".join(f"Installed plugin {name} cannot be loaded ({why})"
+                                              for name, why in broken.items()))
+        self.plugin_problem.setVisible(bool(broken))
         self.validate()
 
     def _unit_changed(self) -> None:
