@@ -76,7 +76,7 @@ def check_n(n: object) -> int | float | str:
     if isinstance(n, bool) or not isinstance(n, numbers.Real):
         raise PruneError(f"n={n!r} must be {options} (the order of the norm)")
     if isinstance(n, numbers.Integral):
-        if MIN_NORM_ORDER <= n <= MAX_NORM_ORDER:
+        if MIN_NORM_ORDER <= int(n) <= MAX_NORM_ORDER:
             return int(n)
         shown = str(int(n)) if abs(int(n)) < 10**20 else "a huge integer"
         raise PruneError(f"n={shown} must be {options}")

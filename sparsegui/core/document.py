@@ -247,7 +247,7 @@ class Document:
             raise Cancelled("cancelled by the user; the model did not move")
         holders = [slot.holder for slot in self.structure.tensors.values()]
         buffers = [(slot, b) for slot in self.structure.modules.values() for b in slot.buffers if b.tensor is not None]
-        moved: list[tuple[Any, torch.Tensor]] = []
+        moved: list[tuple[Any, torch.Tensor | None]] = []
         try:
             for index, holder in enumerate(holders):
                 check(cancel)

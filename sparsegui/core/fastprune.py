@@ -344,6 +344,10 @@ def _attach(module: nn.Module, name: str, method: prune.BasePruningMethod,
     return hook
 
 
+def _given(buffer: torch.Tensor) -> Callable[[torch.Tensor | None], torch.Tensor]:
+    return lambda _default: buffer
+
+
 def _entry(module: nn.Module, name: str) -> Entry:
     mask = getattr(module, name + "_mask", None)
     return Entry(getattr(module, name).detach(), None if mask is None else BitMask.from_tensor(mask, name))
@@ -368,6 +372,6 @@ def global_l1_unstructured(pairs: Sequence[tuple[nn.Module, str]], amount: float
     dtype = _promoted([e.values.dtype for e in entries])
     for (module, name), mask, entry in zip(pairs, masks, entries, strict=True):
         part = mask.as_dtype(dtype, entry.values.device)
-        _attach(module, name, prune.CustomFromMask(part),
-                lambda _default, m=mask, e=entry: m.as_dtype(e.values.dtype, e.values.device))
+        buffer = mask.as_dtype(entry.values.dtype, entry.values.device)
+        _attach(module, name, prune.CustomFromMask(part), _given(buffer))
     report(progress, 1.0, "done")

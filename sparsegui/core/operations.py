@@ -184,7 +184,7 @@ def prune_one(name: str, ts: TensorState, spec: MethodSpec, kwargs: Mapping[str,
         entry = fastprune.Entry(values.contiguous(), None if ts.pruning is None else ts.pruning.mask)
         select = fastprune.l1_masks if fast == "l1" else fastprune.random_masks
         bits = select([entry], kwargs["amount"])[0]
-        method = spec.cls(kwargs["amount"])
+        method = (prune.L1Unstructured if fast == "l1" else prune.RandomUnstructured)(kwargs["amount"])
         prior = ts.pruning.methods if ts.pruning is not None else ()
         return TensorState(ts.values, Pruning(bits, values.dtype, (*prior, method)))
     local = split(name)[1]
@@ -317,7 +317,7 @@ def plan_global(structure: ModelStructure, state: ModelState, step: GlobalStep, 
         if fastprune.supports(values, random=random):
             tensors = _global_fast(names, states, values, value, random, progress, cancel)
         else:
-            tensors = _global_torch(names, states, GLOBAL_METHODS[step.method], value)
+            tensors = _global_torch(names, states, GLOBAL_METHODS[step.method], value)  # type: ignore[type-abstract]
     report(progress, 1.0, "done")
     return Change(resolved(step, names, seed=seed), state, tensors, _layouts(structure, state, names))
 

@@ -43,8 +43,15 @@ def recipe_from_steps(steps: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def save_recipe(doc: Document, path: str | Path) -> Path:
-    text = json.dumps(doc.recipe(), indent=2)
-    return atomic_write(path, lambda p: p.write_text(text + "\n", encoding="utf-8"), lambda p: load_recipe(p))
+    text = json.dumps(doc.recipe(), indent=2) + "\n"
+
+    def write(target: Path) -> None:
+        target.write_text(text, encoding="utf-8")
+
+    def verify(target: Path) -> None:
+        load_recipe(target)
+
+    return atomic_write(path, write, verify)
 
 
 def recipe_code(recipe: Mapping[str, Any], base_dir: Path | None = None) -> list[str]:

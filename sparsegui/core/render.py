@@ -74,7 +74,7 @@ class Layout:
                 return None
             return (o, i, y, x)
         if self.kind == "flattened" or self.kind == "conv1d":
-            return (row, *np.unravel_index(col, self.shape[1:]))
+            return (row, *(int(i) for i in np.unravel_index(col, self.shape[1:])))
         return (row, col)
 
 
@@ -227,7 +227,7 @@ def state_parts(structure: ModelStructure, state: ModelState, path: str, local: 
         assert pruning is not None
         return pruning.mask.as_dtype(pruning.mask_dtype), None
     buffer = next((b for b in slot.buffers if b.name == local), None)
-    if buffer is None:
+    if buffer is None or buffer.tensor is None:
         raise TypeError(f"{local!r} of {slot.type_name} is not a tensor")
     return buffer.tensor, None
 
@@ -262,7 +262,7 @@ def render_values(
         if row_step * col_step > 1:
             picture = layout.to_2d(kept)
             sums = block_sums(picture, row_step, col_step, _count_dtype(row_step * col_step))
-            image = sums / block_counts(*picture.shape, row_step, col_step)
+            image = sums / block_counts(picture.shape[0], picture.shape[1], row_step, col_step)
         else:
             image = layout.to_2d(kept.astype(np.float32))
         levels = (0.0, 1.0)
@@ -274,7 +274,7 @@ def render_values(
         picture = layout.to_2d(shown)
         if row_step * col_step > 1:
             image = block_sums(picture, row_step, col_step, np.float32) / block_counts(
-                *picture.shape, row_step, col_step
+                picture.shape[0], picture.shape[1], row_step, col_step
             )
         else:
             image = picture

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import torch
 
 from sparsegui.core.names import qualify
-from sparsegui.core.state import ModelState
+from sparsegui.core.state import ModelState, Pruning
 from sparsegui.core.structure import ModelStructure
 
 Producer = Callable[[], torch.Tensor]
@@ -68,6 +68,11 @@ class LazyTensors(Mapping[str, torch.Tensor]):
             self._shared = None
 
 
+def _mask_buffer(pruning: Pruning) -> Producer:
+    """torch's ``X_mask`` buffer (1 and 0 in its dtype), made when asked for."""
+    return lambda: pruning.mask.as_dtype(pruning.mask_dtype)
+
+
 def _ordered(keys: list[str], key_order: Sequence[str]) -> list[str]:
     present = set(keys)
     first = [k for k in key_order if k in present]
@@ -107,8 +112,7 @@ def _entries(structure: ModelStructure, state: ModelState, keep_masks: bool,
                 pruning = state.tensors[structure.slots[(path, local)]].pruning
                 assert pruning is not None
                 key = qualify(path, local + "_mask")
-                out[key] = Lazy(f"mask:{key}", lambda p=pruning: p.mask.as_dtype(p.mask_dtype), pruning.mask_dtype,
-                                pruning.mask.shape)
+                out[key] = Lazy(f"mask:{key}", _mask_buffer(pruning), pruning.mask_dtype, pruning.mask.shape)
     return out
 
 
@@ -146,5 +150,5 @@ def mask_tensors(structure: ModelStructure, state: ModelState) -> LazyTensors:
     for name in state.pruned_names():
         pruning = state.tensors[name].pruning
         assert pruning is not None
-        out[name] = Lazy(f"mask:{name}", lambda p=pruning: p.mask.bool_tensor(), torch.bool, pruning.mask.shape)
+        out[name] = Lazy(f"mask:{name}", pruning.mask.bool_tensor, torch.bool, pruning.mask.shape)
     return LazyTensors(out)

@@ -148,9 +148,9 @@ def _step(name: str, arg: Any, op: pickletools.OpcodeInfo, stack: list[Sym], mem
         else:
             push(Sym("global", target))
     elif name == "STACK_GLOBAL":
-        module, attr = _pop(stack, 2)
-        if module.kind == attr.kind == "str":
-            target = _global_name(str(module.value), str(attr.value))
+        module_sym, attr_sym = _pop(stack, 2)
+        if module_sym.kind == attr_sym.kind == "str":
+            target = _global_name(str(module_sym.value), str(attr_sym.value))
             scan.imports.append(target)
             push(Sym("global", target))
         else:

@@ -25,8 +25,9 @@ def unsafe_globals(names: list[str]) -> list[str]:
     except Exception:
         allowed = set()
     for extra in torch.serialization.get_safe_globals():
-        if hasattr(extra, "__qualname__"):
-            allowed.add(f"{extra.__module__}.{extra.__qualname__}")
+        qualname = getattr(extra, "__qualname__", None)
+        if qualname is not None:
+            allowed.add(f"{getattr(extra, '__module__', '')}.{qualname}")
     return [n for n in names if n not in allowed and not n.startswith("torch._utils._rebuild")]
 
 
