@@ -29,7 +29,7 @@ from sparsegui.gui.session import Selection, Session
 from sparsegui.gui.sparsity_delegate import SparsityDelegate
 from sparsegui.gui.tree_model import COLUMNS, KIND_ROLE, NAME, SPARSITY, ModuleTreeModel, Node
 
-COLUMN_WIDTHS = (260, 120, 110, 130, 60)
+COLUMN_WIDTHS = (195, 115, 95, 110, 55)  # all five fit the default 600 px dock
 
 
 def matching_modules(structure: ModelStructure, text: str) -> set[str]:
@@ -126,6 +126,7 @@ class ModuleTreeWidget(QWidget):
         self.show_mask_action.triggered.connect(self._emit_show_mask)
 
         self._syncing = False
+        self._scroll = (0, 0)
         self._filter_timer = QTimer(self, singleShot=True, interval=200)
         self._filter_timer.timeout.connect(self.apply_filter)
         self.filter_edit.textChanged.connect(self._filter_timer.start)
@@ -185,8 +186,9 @@ class ModuleTreeWidget(QWidget):
             self._syncing = False
         self.update_actions()
 
-    def select_items(self, items: list[Selection]) -> None:
-        """Select the rows of ``items`` (skipping any the filter hides), expand to them and scroll to the first."""
+    def select_items(self, items: list[Selection], scroll: bool = True) -> None:
+        """Select the rows of ``items`` (skipping any the filter hides), expand to them and (``scroll``) scroll to the
+        first."""
         rows = [self.proxy.mapFromSource(self.model.index_for(item)) for item in items]
         rows = [r for r in rows if r.isValid()]
         selection = QItemSelection()
@@ -201,7 +203,8 @@ class ModuleTreeWidget(QWidget):
         selection_model.select(selection, flags.ClearAndSelect | flags.Rows)
         if rows:
             selection_model.setCurrentIndex(rows[0], flags.NoUpdate)
-            self.view.scrollTo(rows[0])
+            if scroll:
+                self.view.scrollTo(rows[0])
 
     def _span_hooks(self, parent: QModelIndex) -> None:
         """Hook rows span all columns: their decoded text is long and they have no shape or sparsity."""
@@ -211,11 +214,15 @@ class ModuleTreeWidget(QWidget):
 
     def _on_refresh_started(self) -> None:
         self._syncing = True  # rows may go and come back: the view's selection changes are not the user's
+        self._scroll = (self.view.verticalScrollBar().value(), self.view.horizontalScrollBar().value())
 
     def _on_refresh_finished(self) -> None:
         items = self.session.selection
         present = [i for i in items if self.model.index_for(i).isValid()]
-        self.select_items(present)
+        self.select_items(present, scroll=False)
+        self.view.executeDelayedItemsLayout()  # the scroll range first, else the value is clamped to a stale one
+        self.view.verticalScrollBar().setValue(self._scroll[0])  # the user's place in the tree stays
+        self.view.horizontalScrollBar().setValue(self._scroll[1])
         self._syncing = False
         if present != items:
             self.session.select(present)  # an undo took away a selected mask or hook

@@ -19,7 +19,7 @@ from sparsegui.core.rows import row_count
 from sparsegui.gui.session import Selection, Session
 from sparsegui.gui.sparsity_delegate import SPARSITY_ROLE, kind_icon
 from sparsegui.gui.tree_nodes import ROOT, Node, adopt, has_children, make_children
-from sparsegui.gui.tree_text import hook_text, percent_text, shape_text
+from sparsegui.gui.tree_text import count_text, hook_text, percent_text, shape_text
 
 __all__ = ["COLUMNS", "KIND_ROLE", "ModuleTreeModel", "Node"]
 
@@ -150,7 +150,7 @@ class ModuleTreeModel(QAbstractItemModel):
         if column == SIZE:
             if node.kind == "module":
                 numel = self._stats(node)[0]
-                return f"{numel:,} params" if numel else ""
+                return f"{count_text(numel)} params" if numel else ""
             return "" if data.shape is None else shape_text(data.shape)
         if column == SPARSITY:
             numel, zeros, sparsity = self._stats(node)
@@ -164,7 +164,7 @@ class ModuleTreeModel(QAbstractItemModel):
         if node.kind == "hook":
             return hook_text(data.hook) if data.hook is not None else ""
         if node.kind == "module":
-            return f"{node.name or '(root)'} — {data.type_text}"
+            return f"{node.name or '(root)'} — {data.type_text}, {self._stats(node)[0]:,} parameters"
         extra = ""
         if node.kind == "tensor" and node.pruned:
             extra = f"\nforward uses {node.local}_orig × {node.local}_mask"

@@ -7,11 +7,20 @@ from typing import Any
 from sparsegui.core.inspection import HookInfo
 from sparsegui.core.names import qualify
 
-__all__ = ["hook_text", "method_text", "percent_text", "qualify", "shape_text", "value_text"]
+__all__ = ["count_text", "hook_text", "method_text", "percent_text", "qualify", "shape_text", "value_text"]
 
 
 def shape_text(shape: Any) -> str:
     return "×".join(str(s) for s in shape) if len(shape) else "scalar"
+
+
+def count_text(count: int) -> str:
+    """``850``, ``60.1 k``, ``124 M``, ``6.74 B``: three significant digits, short enough for a narrow column."""
+    for limit, unit in ((10**9, "B"), (10**6, "M"), (10**3, "k")):
+        if count >= limit:
+            value = count / limit
+            return f"{value:.3g} {unit}" if value < 1000 else f"{value:,.0f} {unit}"
+    return str(count)
 
 
 def percent_text(fraction: float) -> str:

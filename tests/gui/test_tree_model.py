@@ -333,3 +333,39 @@ def test_filtered_proxy_passes_the_model_tester(qtbot, qtmodeltester):
     session.state_changed()
     qtmodeltester.check(tree.proxy)
     assert "layer1.0.conv1" not in visible_modules(tree) and "layer1.0.bn1" in visible_modules(tree)
+
+
+def test_operations_keep_expansion_selection_and_scroll(window, qtbot) -> None:  # type: ignore[no-untyped-def]
+    """Pruning, undo and redo through the window keep what the user opened, selected and scrolled to."""
+    from sparsegui.core.steps import PruneStep
+
+    tree = window.tree
+    window.session.replace_document(Document.demo("resnet"))
+    opened = [p for p in window.session.document.structure.modules if p and not p.startswith("layer3")]
+    for path in opened:
+        tree.view.expand(tree.proxy.mapFromSource(tree.model.module_index(path)))
+    window.session.select([Selection("tensor", "layer2.0.conv1.weight")])
+    bar = tree.view.verticalScrollBar()
+    qtbot.waitUntil(lambda: bar.maximum() > 4, timeout=5000)
+    bar.setValue(bar.maximum() // 2)
+    qtbot.wait(50)
+    scroll = bar.value()
+    assert scroll > 0
+
+    def expanded() -> list[str]:
+        return [p for p in opened if tree.view.isExpanded(tree.proxy.mapFromSource(tree.model.module_index(p)))]
+
+    for action in ("prune", "undo", "redo"):
+        if action == "prune":
+            window.controller.prune(PruneStep("l1_unstructured", ("layer2.0.conv1.weight", "layer1.0.conv1.weight"),
+                                              amount=0.5))
+            qtbot.waitUntil(lambda: window.session.document.history.index == 1 and not window.session.busy,
+                            timeout=20000)
+        else:
+            getattr(window.controller, action)()
+        qtbot.wait(50)
+        assert expanded() == opened, action
+        assert window.session.selection == [Selection("tensor", "layer2.0.conv1.weight")], action
+        assert [tree.model.selection_for(i) for i in tree._source_rows()] == [Selection("tensor",
+                                                                                        "layer2.0.conv1.weight")]
+        assert bar.value() == scroll, action
