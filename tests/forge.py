@@ -185,7 +185,8 @@ def write_valid(folder: Path, kind: str) -> Path:
         for shard, part in zip(SHARDS, halves, strict=True):
             save_file({k: state[k] for k in part}, str(folder / shard))
             weight_map.update({k: shard for k in part})
-        path.write_text(json.dumps({"metadata": {"total_size": 1}, "weight_map": weight_map}))
+        total = sum(t.numel() * t.element_size() for t in state.values())
+        path.write_text(json.dumps({"metadata": {"total_size": total}, "weight_map": weight_map}))
     elif kind == "sparsegui_h5":
         write_state_dict(path, state, masks={"fc.weight_mask"}, contents="state_dict+masks")
     else:

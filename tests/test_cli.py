@@ -140,7 +140,9 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> Files:
         save_file({k: state[k] for k in part}, shards / shard)
         weight_map.update(dict.fromkeys(part, shard))
     f.paths["sharded"] = shards / "model.safetensors.index.json"
-    f["sharded"].write_text(json.dumps({"metadata": {"total_size": 0}, "weight_map": weight_map}), encoding="utf-8")
+    total = sum(t.numel() * t.element_size() for t in state.values())
+    f["sharded"].write_text(json.dumps({"metadata": {"total_size": total}, "weight_map": weight_map}),
+                            encoding="utf-8")
 
     f.paths["h5"] = root / "plain.h5"
     with h5py.File(f["h5"], "w") as h5:

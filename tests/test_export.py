@@ -420,7 +420,7 @@ def test_export_replaces_target_keeping_its_permissions(tmp_path: Path) -> None:
     assert os.listdir(tmp_path) == [target.name]
 
 
-@pytest.mark.parametrize("name", ["model.onnx", "model.txt", "model", "model.pt.gz"])
+@pytest.mark.parametrize("name", ["model.onnx", "model.txt", "model.pt.gz"])
 def test_unknown_extension_is_refused(tmp_path: Path, name: str) -> None:
     """An unknown extension raises ExportError and writes nothing; the document stays modified."""
     doc = pruned_doc()

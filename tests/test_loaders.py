@@ -190,7 +190,8 @@ def write_shards(folder: Path, state: dict[str, torch.Tensor]) -> Path:
     weight_map = {k: "model-00001-of-00002.safetensors" for k in first}
     weight_map.update({k: "model-00002-of-00002.safetensors" for k in second})
     index = folder / "model.safetensors.index.json"
-    index.write_text(json.dumps({"metadata": {"total_size": 1}, "weight_map": weight_map}))
+    total = sum(t.numel() * t.element_size() for t in state.values())
+    index.write_text(json.dumps({"metadata": {"total_size": total}, "weight_map": weight_map}))
     return index
 
 

@@ -73,6 +73,21 @@ def _check_json_object(option: str, text: str) -> None:
         raise UsageError(f"{option} must be a JSON object, e.g. '{{\"num_classes\": 10}}'")
 
 
+def _size(text: str) -> int:
+    """``5GB``, ``500MB``, ``2GiB``, ``1000000`` → bytes (argparse type)."""
+    units = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "KIB": 2**10, "MIB": 2**20, "GIB": 2**30}
+    raw = text.strip().upper().replace(" ", "")
+    number = raw.rstrip("KMGIB")
+    unit = raw[len(number):]
+    try:
+        value = int(float(number) * units[unit])
+    except (ValueError, KeyError) as exc:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a size such as 5GB or 500MB") from exc
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be at least one byte")
+    return value
+
+
 def _add_source(parser: argparse.ArgumentParser, required: bool = True) -> None:
     parser.add_argument("path", nargs="?", help="checkpoint: .pt/.pth/.bin, .safetensors(.index.json), .h5, …")
     parser.add_argument("--demo", metavar="NAME", help="a built-in demo model: lenet, resnet, transformer")
@@ -94,7 +109,11 @@ def build_parser() -> argparse.ArgumentParser:
     apply = sub.add_parser("apply", help="replay a recipe and export the result")
     apply.add_argument("recipe", help="a JSON recipe {\"steps\": [...]}")
     _add_source(apply)
-    apply.add_argument("-o", "--output", required=True, help="where to write (.pt, .pth, .safetensors, .h5)")
+    apply.add_argument("-o", "--output", required=True, help="where to write: a .pt, .pth, .safetensors or .h5 file, "
+                       "or a new model folder (a name without extension): sharded safetensors, index and the source "
+                       "folder's other files, loadable with transformers' from_pretrained")
+    apply.add_argument("--shard-size", type=_size, default=None, metavar="SIZE",
+                       help="largest shard of a model folder export, e.g. 5GB (the default), 500MB")
     apply.add_argument("--keep-masks", action="store_true", help="export *_orig/*_mask instead of a clean state_dict")
     apply.add_argument("--masks-out", metavar="FILE", help="also write the masks alone to FILE")
     apply.add_argument("--device", default="cpu", help="where to prune: cpu, cuda, cuda:N, mps")

@@ -10,6 +10,7 @@ from sparsegui.core.demos import DEFAULT_DEMO
 from sparsegui.core.devices import list_devices
 from sparsegui.core.document import Document
 from sparsegui.core.errors import ExportError, LoadError
+from sparsegui.core.export.folder import is_folder_target
 from sparsegui.core.export.writers import format_for
 from sparsegui.core.loading import LoadOptions, parse_arch_kwargs
 from sparsegui.core.methods import available_methods, broken_plugins
@@ -51,11 +52,14 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     return 0
 
 
-def check_output(path: str) -> None:
+def check_output(path: str, folder_ok: bool = False) -> None:
     """Refuse an output path that cannot be written before anything is done, so a bad one writes no file: an
     unknown format, a missing folder, a folder or special file (or a symlink to one) in the output's place."""
     target = Path(path)
-    format_for(target)
+    if not folder_ok or not is_folder_target(path):
+        format_for(target)
+    elif target.exists() or target.is_symlink():
+        raise ExportError(f"{target}: already exists; a model folder is written to a new name, never over another")
     folder = target.parent if str(target.parent) else Path(".")
     if not folder.is_dir():
         raise ExportError(f"{target}: folder {str(folder)!r} does not exist")
@@ -64,8 +68,9 @@ def check_output(path: str) -> None:
 
 def cmd_apply(args: argparse.Namespace) -> int:
     outputs = [o for o in (args.output, args.masks_out) if o is not None]
-    for output in outputs:
-        check_output(output)
+    check_output(args.output, folder_ok=not args.keep_masks)
+    if args.masks_out is not None:
+        check_output(args.masks_out)
     check_outputs(outputs, [args.recipe, args.path])
     recipe_path = Path(args.recipe)
     recipe = load_recipe(recipe_path)
@@ -80,7 +85,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
     steps = apply_recipe(doc, recipe, base_dir=recipe_path.parent.resolve(), trust=args.trust)
     if args.device != "cpu":
         doc.move_to("cpu")
-    written = doc.export(args.output, keep_masks=args.keep_masks)
+    written = doc.export(args.output, keep_masks=args.keep_masks, shard_size=args.shard_size)
     if args.masks_out:
         doc.export_masks(args.masks_out)
     doc.scan()  # only what the masks do not already tell (usually a first read of the originals)

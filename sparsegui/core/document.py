@@ -25,6 +25,7 @@ from torch import nn
 from sparsegui.core import operations as ops
 from sparsegui.core.devices import parse_device
 from sparsegui.core.errors import Cancelled, LoadError, PruneError, SparseGUIError
+from sparsegui.core.export.folder import SHARD_SIZE
 from sparsegui.core.history import Command, History
 from sparsegui.core.loading import LoadedModel, LoadOptions, load_demo, load_model
 from sparsegui.core.progress import CancelToken, ProgressCallback, check, report
@@ -322,8 +323,8 @@ class Document:
 
         return recipe_from_steps(self.history.steps())
 
-    def export(self, path: str | Path, *, keep_masks: bool = False, progress: ProgressCallback | None = None,
-               cancel: CancelToken | None = None) -> Path:
+    def export(self, path: str | Path, *, keep_masks: bool = False, shard_size: int | None = None,
+               progress: ProgressCallback | None = None, cancel: CancelToken | None = None) -> Path:
         """Write the state_dict atomically (the state as it is now); a cancel before the final rename leaves the old
         file as it was. Marks the history clean at the state written."""
         from sparsegui.core.exporting import export_state
@@ -331,7 +332,8 @@ class Document:
         self.check_source("the export")
         state, index = self.state, self.history.index
         written = export_state(self.structure, state, self.source, self.history.steps(), path,
-                               keep_masks=keep_masks, progress=progress, cancel=cancel)
+                               keep_masks=keep_masks, shard_size=shard_size or SHARD_SIZE, progress=progress,
+                               cancel=cancel)
         if self.history.index == index and self.state is state:
             self.history.mark_clean()
         return written

@@ -11,9 +11,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from sparsegui.core.errors import ExportError
 from sparsegui.core.export import export_tensors, mask_tensors, write_masks, write_state_dict
+from sparsegui.core.export.folder import SHARD_SIZE, is_folder_target, write_folder
 from sparsegui.core.export.writers import format_for
 from sparsegui.core.inspection import entry_record
+from sparsegui.core.loading.folders import Folder
 from sparsegui.core.loading.source import SourceInfo
 from sparsegui.core.names import qualify
 from sparsegui.core.progress import CancelToken, ProgressCallback, report
@@ -36,11 +39,20 @@ def tensor_attributes(structure: ModelStructure, state: ModelState) -> dict[str,
 
 
 def export_state(structure: ModelStructure, state: ModelState, source: SourceInfo, steps: Sequence[dict[str, Any]],
-                 path: str | Path, *, keep_masks: bool = False, progress: ProgressCallback | None = None,
-                 cancel: CancelToken | None = None) -> Path:
+                 path: str | Path, *, keep_masks: bool = False, shard_size: int = SHARD_SIZE,
+                 progress: ProgressCallback | None = None, cancel: CancelToken | None = None) -> Path:
     """Write the state_dict under the source's own key names and order (pruning made permanent unless
-    ``keep_masks``), tensor by tensor where the format allows."""
+    ``keep_masks``), tensor by tensor where the format allows. A target without an extension is a model folder
+    (sharded safetensors, index, and the source folder's other files)."""
     report(progress, 0.0, "collecting the tensors")
+    if is_folder_target(path):
+        if keep_masks:
+            raise ExportError(f"{path}: a model folder holds the pruned weights; export the masks with them to a "
+                              ".pt, .safetensors or .h5 file")
+        tensors = export_tensors(structure, state, source.key_order, source.prefix)
+        others = Folder(Path(source.folder), Path(source.weights or "")).other_files() if source.folder else []
+        return write_folder(path, tensors, others, {"sparsegui_recipe": json.dumps(list(steps))}, shard_size,
+                            progress, cancel)
     # per-tensor sparsity attributes: only HDF5 stores them, and counting zeros may read every tensor
     per_tensor = tensor_attributes(structure, state) if format_for(Path(path)) == "hdf5" else {}
     prefix = source.prefix

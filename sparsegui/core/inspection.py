@@ -68,6 +68,8 @@ class TensorStats:
     """Entries that are NaN or ±Inf."""
     alias_of: str | None = None
     """For a tensor shared with another module (tied weights): the name it is counted under."""
+    axes: list[str | None] = field(default_factory=list)
+    """The role of each dimension: ``"out"``, ``"in"``, ``"vocab"``, ``"dim"``, ``"kernel"`` or None (unknown)."""
 
     @property
     def sparsity(self) -> float:
@@ -116,6 +118,8 @@ class ModuleInfo:
 class ModelReport:
     source: dict[str, Any]
     modules: list[ModuleInfo]
+    tied: list[list[str]] = field(default_factory=list)
+    """Each tensor known by several names (tied weights): its canonical name first."""
 
     @property
     def parameters(self) -> int:
@@ -140,6 +144,7 @@ class ModelReport:
         return {
             "source": self.source,
             "totals": {"parameters": self.parameters, "zeros": self.zeros, "sparsity": self.sparsity},
+            "tied": [list(group) for group in self.tied],
             "modules": [m.to_json() for m in self.modules],
         }
 
@@ -174,10 +179,11 @@ def module_hook_infos(slot: ModuleSlot, pruned: dict[str, Pruning], order: tuple
     return found
 
 
-def tensor_stats(name: str, ts: TensorState, pruned: bool, alias_of: str | None = None) -> TensorStats:
+def tensor_stats(name: str, ts: TensorState, pruned: bool, alias_of: str | None = None,
+                 axes: tuple[str | None, ...] = ()) -> TensorStats:
     counts = ts.scan()
     return TensorStats(name, list(ts.values.shape), _dtype(ts.values.dtype), ts.numel, counts.zeros, pruned,
-                       counts.nonfinite, alias_of)
+                       counts.nonfinite, alias_of, list(axes))
 
 
 def inspect_module_of(structure: ModelStructure, state: ModelState, path: str, device: str,
@@ -215,11 +221,12 @@ def inspect_module_of(structure: ModelStructure, state: ModelState, path: str, d
         ts = state.tensors[canonical]
         alias = canonical if canonical != qualify(path, local) else None
         pruned = local in hooked or (alias is not None and ts.pruned)
+        axes = structure.tensors[canonical].axes
         if counts:
-            tensors.append(tensor_stats(local, ts, pruned, alias))
+            tensors.append(tensor_stats(local, ts, pruned, alias, axes))
         else:
             tensors.append(TensorStats(local, list(ts.values.shape), _dtype(ts.values.dtype), ts.numel, 0, pruned,
-                                       0, alias))
+                                       0, alias, list(axes)))
     hooks = module_hook_infos(slot, {k: v for k, v in prunings.items() if v is not None}, layout.hooks)
     return ModuleInfo(path, slot.type_name, slot.inferred, parameters, buffers, hooks, tensors)
 
@@ -228,7 +235,7 @@ def inspect_document(doc: Document, counts: bool = True) -> ModelReport:
     """A full report of the document's model (modules in ``named_modules`` order, the root named ``""``)."""
     state, device = doc.state, str(doc.device)
     modules = [inspect_module_of(doc.structure, state, path, device, counts) for path in doc.structure.modules]
-    return ModelReport(doc.source.to_json(), modules)
+    return ModelReport(doc.source.to_json(), modules, doc.structure.tied())
 
 
 # -- from a module in torch's form -----------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 from torch.nn.utils import prune
 
+from sparsegui.core.axes import class_axes
 from sparsegui.core.names import qualify
 from sparsegui.core.state import Holder, ModuleLayout, Original, TensorState
 
@@ -78,6 +79,8 @@ class TensorSlot:
     local: str
     param: nn.Parameter
     holder: Holder
+    axes: tuple[str | None, ...] = ()
+    """The role of each dimension (``"out"``, ``"in"``, ``"vocab"``, ``"dim"``, ``"kernel"`` or None)."""
     aliases: list[str] = field(default_factory=list)
 
     @property
@@ -149,7 +152,8 @@ class ModelStructure:
                 owner = seen.get(id(param))
                 if owner is None:
                     seen[id(param)] = qualname
-                    self.tensors[qualname] = TensorSlot(qualname, path, local, param, Holder(param))
+                    axes = class_axes(module, local, tuple(param.shape))
+                    self.tensors[qualname] = TensorSlot(qualname, path, local, param, Holder(param), axes)
                     owner = qualname
                 else:
                     self.tensors[owner].aliases.append(qualname)
@@ -169,6 +173,10 @@ class ModelStructure:
         for child in slot.children:
             if child in self.modules:
                 yield from self.walk(child)
+
+    def tied(self) -> list[list[str]]:
+        """Each tensor known by several names: ``[canonical, *aliases]``."""
+        return [[slot.name, *slot.aliases] for slot in self.tensors.values() if slot.aliases]
 
     @property
     def numel(self) -> int:

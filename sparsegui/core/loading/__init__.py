@@ -13,8 +13,10 @@ from torch import nn
 
 from sparsegui.core.demos import DEFAULT_DEMO, build_demo
 from sparsegui.core.errors import LoadError
+from sparsegui.core.loading import hf_arch
 from sparsegui.core.loading.arch import load_into_architecture
 from sparsegui.core.loading.budgets import bounded_views
+from sparsegui.core.loading.folders import Folder, config_summary, config_ties, find_folder, load_bin_index
 from sparsegui.core.loading.hdf5_files import load_hdf5
 from sparsegui.core.loading.paths import require_regular_file
 from sparsegui.core.loading.rebuild import apply_saved_masks, rebuild_model
@@ -74,14 +76,17 @@ def load_demo(name: str = DEFAULT_DEMO) -> LoadedModel:
 
 
 def _from_state_dict(
-    state: Mapping[str, torch.Tensor], source: SourceInfo, options: LoadOptions, filename: str
+    state: Mapping[str, torch.Tensor], source: SourceInfo, options: LoadOptions, filename: str,
+    folder: Folder | None = None,
 ) -> nn.Module:
-    """Build the model for a state_dict: the real architecture if given, else a tree rebuilt from the keys."""
+    """Build the model for a state_dict: the architecture given (``--arch``), the one a model folder's config names
+    (with ``transformers``), else a tree rebuilt from the keys."""
     check_dense(state, filename)
     state = bounded_views(state, filename)
     stripped, source.prefix = strip_wrapper_prefix(state)
     clean, masks = split_pruned(stripped)
     source.key_order = list(clean)
+    model: nn.Module | None = None
     if options.arch:
         model, source.missing_keys, source.unexpected_keys = load_into_architecture(
             options.arch, options.arch_kwargs, options.arch_path, clean
@@ -89,8 +94,15 @@ def _from_state_dict(
         source.arch, source.arch_kwargs, source.arch_path = options.arch, dict(options.arch_kwargs), options.arch_path
         if source.unexpected_keys:
             source.warnings.append(f"{len(source.unexpected_keys)} key(s) not used by the architecture")
-    else:
-        model = rebuild_model(clean, filename)
+    elif folder is not None and folder.config:
+        try:
+            model, source.architecture = hf_arch.build(folder, clean, options.trust)
+        except hf_arch.ArchUnavailable as exc:
+            source.warnings.append(f"module tree rebuilt from the keys: {exc}")
+    if model is None:
+        config = folder.config if folder is not None else {}
+        model_type = config.get("model_type") if isinstance(config.get("model_type"), str) else None
+        model = rebuild_model(clean, filename, model_type, config_ties(config, clean))
         source.inferred = True
     apply_saved_masks(model, masks, filename)
     return model
@@ -134,10 +146,41 @@ def _stamps(path: Path, fmt: Format) -> list[FileStamp]:
     return [FileStamp.of(f) for f in files if f.is_file()]
 
 
+def _load_folder(path: Path, options: LoadOptions) -> LoadedModel:
+    """A Hugging Face model folder: its weights (safetensors or weights-only pickles) and config.json."""
+    folder = find_folder(path)
+    weights = folder.weights
+    fmt = sniff(weights)
+    source = SourceInfo(path=str(path), format=f"model folder ({fmt.value})", trusted=options.trust,
+                        folder=str(path), weights=str(weights), config=config_summary(folder.config))
+    files = [f for f in folder.weight_files() if f.is_file()]
+    source.files = [FileStamp.of(f) for f in [*files, path / "config.json"] if f.is_file()]
+    copy = sum(f.stat().st_size for f in files) <= COPY_LIMIT
+    source.in_memory = copy or fmt is Format.TORCH_LEGACY
+    if options.key not in (None, ""):
+        raise LoadError(f"{path.name}: --key applies only to torch checkpoints holding several dicts")
+    if fmt is Format.SAFETENSORS_INDEX:
+        state, source.metadata = load_sharded(weights, copy)
+    elif fmt is Format.SAFETENSORS:
+        state, source.metadata = load_safetensors(weights, copy)
+    elif weights.name.endswith(".index.json"):
+        state = load_bin_index(weights, options.trust)
+    elif fmt in (Format.TORCH_ZIP, Format.TORCH_LEGACY):
+        source.key, state, source.candidates = choose_state_dict(
+            load_torch_file(weights, fmt, options.trust, mmap=not copy), None, weights.name)
+    else:
+        raise LoadError(f"{weights.name}: {fmt.value} is not a model folder's weights")
+    if not state:
+        raise LoadError(f"{path.name}: the weights hold no tensors")
+    return LoadedModel(_from_state_dict(state, source, options, path.name, folder), source)
+
+
 def _load_model(path: Path, options: LoadOptions) -> LoadedModel:
     path = Path(path)
     if not path.exists():
         raise LoadError(f"{path}: no such file")
+    if path.is_dir():
+        return _load_folder(path, options)
     fmt = sniff(path)
     source = SourceInfo(path=str(path), format=fmt.value, trusted=options.trust)
     source.files = _stamps(path, fmt)

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 from torch.nn.utils import prune
 
+from sparsegui.core.axes import CONV1D_NAMES, inferred_axes
 from sparsegui.core.errors import LoadError
 from sparsegui.core.kinds import guess_kind, is_buffer_name
 
@@ -22,6 +23,7 @@ class InferredModule(nn.Module):
     def __init__(self, kind: str = "Module") -> None:
         super().__init__()
         self.kind = kind
+        self.axes: dict[str, tuple[str | None, ...]] = {}
 
     def forward(self, *args: object, **kwargs: object) -> torch.Tensor:
         raise NotImplementedError(
@@ -39,12 +41,28 @@ def _split_key(key: str) -> tuple[str, str]:
     return module_path, name
 
 
-def rebuild_model(state: Mapping[str, torch.Tensor], filename: str) -> nn.Module:
-    """Build an :class:`InferredModule` tree holding every tensor of ``state`` at its dotted key."""
+def _identity(tensor: torch.Tensor) -> tuple[object, ...]:
+    """Tensors with the same identity are one tensor saved under two names (shared storage: a tie)."""
+    return (tensor.untyped_storage().data_ptr(), tensor.storage_offset(), tuple(tensor.shape), tensor.stride(),
+            tensor.dtype, tensor.device)
+
+
+def rebuild_model(state: Mapping[str, torch.Tensor], filename: str, model_type: str | None = None,
+                  ties: Mapping[str, str] | None = None) -> nn.Module:
+    """Build an :class:`InferredModule` tree holding every tensor of ``state`` at its dotted key.
+
+    Keys whose tensors share storage get one parameter object (a tie); ``ties`` adds names for tensors the file
+    holds once but the model uses twice (``{"lm_head.weight": "model.embed_tokens.weight"}`` when the config ties
+    the embeddings). ``model_type`` (from a config) tells which convention the weights follow (see
+    :mod:`sparsegui.core.axes`)."""
     groups: dict[str, dict[str, torch.Tensor]] = {}
     for key, tensor in state.items():
         module_path, name = _split_key(key)
         groups.setdefault(module_path, {})[name] = tensor
+    for alias, target in (ties or {}).items():
+        if alias not in state and target in state:
+            module_path, name = _split_key(alias)
+            groups.setdefault(module_path, {})[name] = state[target]
     root = InferredModule()
     modules: dict[str, nn.Module] = {"": root}
 
@@ -61,6 +79,7 @@ def rebuild_model(state: Mapping[str, torch.Tensor], filename: str) -> nn.Module
         modules[path] = child
         return child
 
+    shared: dict[tuple[object, ...], nn.Parameter] = {}
     for path, tensors in groups.items():
         module = module_at(path)
         for name, tensor in tensors.items():
@@ -68,12 +87,24 @@ def rebuild_model(state: Mapping[str, torch.Tensor], filename: str) -> nn.Module
                 if is_buffer_name(name, tensor):
                     module.register_buffer(name, tensor)
                 else:
-                    module.register_parameter(name, nn.Parameter(tensor, requires_grad=False))
+                    ident = _identity(tensor)
+                    if ident not in shared:
+                        shared[ident] = nn.Parameter(tensor, requires_grad=False)
+                    module.register_parameter(name, shared[ident])
             except (KeyError, TypeError) as exc:
                 raise LoadError(f"{filename}: cannot hold tensor {path + '.' if path else ''}{name}: {exc}") from exc
     for path, module in modules.items():
         assert isinstance(module, InferredModule)
-        module.kind = guess_kind(path, groups.get(path, {}), has_children=bool(module._modules))
+        own = groups.get(path, {})
+        kind = guess_kind(path, own, has_children=bool(module._modules))
+        weight = own.get("weight")
+        if model_type == "gpt2" and weight is not None and weight.dim() == 2 and \
+                path.rpartition(".")[2] in CONV1D_NAMES:
+            kind = "Conv1D"
+        module.kind = kind
+        bias = own.get("bias")
+        module.axes = {name: inferred_axes(path, name, tuple(t.shape), kind, None if bias is None else bias.numel(),
+                                           model_type) for name, t in own.items()}
     return root
 
 

@@ -42,7 +42,7 @@ def load_safetensors(path: Path, copy: bool = False) -> tuple[dict[str, torch.Te
     except LoadError:
         raise
     except (SafetensorError, OSError, ValueError) as exc:
-        raise LoadError(f"{path.name}: corrupt safetensors file ({exc})") from exc
+        raise LoadError(f"{path.name}: {_explain(str(exc))}") from exc
     except BaseException as exc:  # a Rust panic (PanicException) derives from BaseException
         if isinstance(exc, (KeyboardInterrupt, SystemExit)):
             raise
@@ -76,8 +76,44 @@ def load_sharded(index_path: Path, copy: bool = False) -> tuple[dict[str, torch.
             raise LoadError(f"{index_path.name}: {key!r} is not in shard {shard!r}")
         state[key] = shards[shard][key]
     raw_metadata = index.get("metadata")
+    check_index(index_path, weight_map, raw_metadata, shards)
     metadata = {str(k): _text(v) for k, v in raw_metadata.items()} if isinstance(raw_metadata, dict) else {}
     return state, metadata
+
+
+_HEADER_PROBLEMS = (
+    ("file not fully covered", "its size does not match its header (truncated, or tensors outside the file)"),
+    ("invalid offset", "its header has overlapping or misplaced tensors"),
+)
+
+
+def _explain(message: str) -> str:
+    """safetensors' own error in the words of the problem (a truncated shard, overlapping tensors…)."""
+    for needle, words in _HEADER_PROBLEMS:
+        if needle in message:
+            return f"damaged safetensors file: {words}"
+    return f"corrupt safetensors file ({message})"
+
+
+def check_index(index_path: Path, weight_map: dict[str, str], metadata: object,
+                shards: dict[str, dict[str, torch.Tensor]]) -> None:
+    """What the index says must be what the shards hold: no key in two shards, ``total_size`` (when given) equal
+    to the bytes of the tensors the index names."""
+    owner: dict[str, str] = {}
+    for shard, tensors in shards.items():
+        for key in tensors:
+            if key in owner:
+                raise LoadError(f"{index_path.name}: {key!r} is in shards {owner[key]!r} and {shard!r}")
+            owner[key] = shard
+    for key, shard in weight_map.items():
+        if owner.get(key, shard) != shard:
+            raise LoadError(f"{index_path.name}: the index puts {key!r} in {shard!r} but it is in {owner[key]!r}")
+    total = metadata.get("total_size") if isinstance(metadata, dict) else None
+    if total is not None:
+        held = sum(shards[s][k].numel() * shards[s][k].element_size() for k, s in weight_map.items())
+        if isinstance(total, bool) or not isinstance(total, int) or total != held:
+            raise LoadError(f"{index_path.name}: its total_size ({total!r}) is not the {held:,} bytes of the tensors "
+                            "its shards hold: the index does not describe these shards")
 
 
 def _text(value: object) -> str:

@@ -84,8 +84,8 @@ def read_json(path: Path, size: int, what: str) -> object:
         raise LoadError(f"{path.name}: a {size} byte JSON file is over the {JSON_LIMIT} bytes read for {what}; refused")
     try:
         return json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise LoadError(f"{path.name}: not {what} (invalid JSON: {exc})") from exc
+    except (UnicodeDecodeError, ValueError) as exc:  # JSONDecodeError; an integer of thousands of digits
+        raise LoadError(f"{path.name}: not {what} (invalid JSON: {str(exc)[:200]})") from exc
     except RecursionError as exc:
         raise LoadError(f"{path.name}: not {what} (JSON nested too deeply to read)") from exc
 

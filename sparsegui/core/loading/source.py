@@ -63,6 +63,13 @@ class SourceInfo:
     metadata: dict[str, Any] = field(default_factory=dict)
     sha256: str | None = None
     """Digest of the opened file (of the index file for sharded safetensors); see :meth:`digest`."""
+    folder: str | None = None
+    """A Hugging Face model folder (then ``path`` is the folder and ``weights`` its weights file)."""
+    weights: str | None = None
+    config: dict[str, str] = field(default_factory=dict)
+    """The config.json fields worth showing (architectures, model_type, dtype, tie_word_embeddings, …)."""
+    architecture: str | None = None
+    """The transformers class the model was built with (None: rebuilt from the keys, or not a folder)."""
     files: list[FileStamp] = field(default_factory=list)
     """Every file the tensors were read from, as it was then (the index and each shard of a sharded model)."""
     in_memory: bool = True
@@ -98,6 +105,10 @@ class SourceInfo:
             "prefix": self.prefix,
             "arch": self.arch,
             "inferred": self.inferred,
+            "folder": self.folder,
+            "weights": self.weights,
+            "config": dict(self.config),
+            "architecture": self.architecture,
             "trusted": self.trusted,
             "missing_keys": list(self.missing_keys),
             "unexpected_keys": list(self.unexpected_keys),
