@@ -101,13 +101,14 @@ def test_cli_with_stdin_and_a_pipe_nobody_writes(tmp_path: Path) -> None:
 
 
 def test_folders(tmp_path: Path) -> None:
-    """A folder as a mask file is refused as a folder; as a model it keeps its own advice."""
+    """A folder as a mask file is refused as a folder; as a model it must be a model folder, and one without
+    weights says which files it looked for."""
     with pytest.raises(LoadError) as info:
         load_masks(tmp_path)
     assert "is a folder, not a mask file" in one_line(info.value)
     with pytest.raises(LoadError) as info:
         load_model(tmp_path)
-    assert "is a folder; open its .safetensors, .index.json or checkpoint file" in one_line(info.value)
+    assert "a folder without model weights: none of model.safetensors.index.json" in one_line(info.value)
 
 
 def test_regular_files_and_missing_paths_pass_the_check(tmp_path: Path) -> None:

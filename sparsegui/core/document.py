@@ -110,10 +110,11 @@ class Document:
         """Canonical names of the prunable tensors, in model order."""
         return model_order(self.structure, self.state)
 
-    def report(self) -> Any:
+    def report(self, counts: bool = True) -> Any:
+        """What the model holds, as ``inspect`` shows it; ``counts=False`` reads no tensor (zeros left at 0)."""
         from sparsegui.core.inspection import inspect_document
 
-        return inspect_document(self)
+        return inspect_document(self, counts)
 
     def scan(self, names: Sequence[str] | None = None, progress: ProgressCallback | None = None,
              cancel: CancelToken | None = None) -> None:

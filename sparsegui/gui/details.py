@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Container
 from dataclasses import dataclass
 from html import escape
+from pathlib import Path
 from urllib.parse import quote, unquote
 
 from PySide6.QtCore import QUrl
@@ -179,7 +180,12 @@ def source_html(source: SourceInfo) -> str:
     if source.prefix:
         rows.append(("stripped prefix", escape(source.prefix)))
     rows.append(("architecture", escape(source.arch) if source.arch else
+                 f"{escape(source.architecture)} (transformers)" if source.architecture else
                  "rebuilt from the keys (kinds guessed)" if source.inferred else "the model's own classes"))
+    if source.weights:
+        rows.append(("weights", escape(Path(source.weights).name)))
+    for key, value in source.config.items():
+        rows.append((f"config: {key}", escape(value)))
     if source.sha256:
         rows.append(("SHA-256", f"<code>{source.sha256}</code>"))
     if source.trusted:

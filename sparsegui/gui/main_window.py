@@ -123,6 +123,8 @@ class MainWindow(QMainWindow):
                                           QKeySequence.StandardKey.Save, "exportAction")
         self.export_masks_state_action = self._action("Export state_dict with Masks…", lambda: self.export_dialog(True),
                                                       name="exportWithMasksAction")
+        self.export_folder_action = self._action("Export Pruned Model Folder…", self.export_folder_dialog,
+                                                 name="exportFolderAction")
         self.export_masks_action = self._action("Export Masks…", self.export_masks_dialog, name="exportMasksAction")
         self.export_recipe_action = self._action("Export Recipe…", self.export_recipe_dialog, name="exportRecipeAction")
         self.quit_action = self._action("Quit", self.close, "Ctrl+Q", "quitAction")
@@ -141,8 +143,8 @@ class MainWindow(QMainWindow):
                              (self.tree.remove_action, "remove"), (self.tree.undo_action, "undo")):
             action.setIcon(action_icon(icon))
         self.busy_actions = [self.open_action, self.open_folder_action, self.arch_action, self.recipe_action,
-                             self.export_action, self.export_masks_state_action, self.export_masks_action,
-                             self.remove_all_action]
+                             self.export_action, self.export_folder_action, self.export_masks_state_action,
+                             self.export_masks_action, self.remove_all_action]
 
     def _build_menus(self) -> None:
         bar = self.menuBar()
@@ -158,8 +160,8 @@ class MainWindow(QMainWindow):
         file_menu.addSeparator()
         file_menu.addAction(self.recipe_action)
         file_menu.addSeparator()
-        for action in (self.export_action, self.export_masks_state_action, self.export_masks_action,
-                       self.export_recipe_action):
+        for action in (self.export_action, self.export_folder_action, self.export_masks_state_action,
+                       self.export_masks_action, self.export_recipe_action):
             file_menu.addAction(action)
         image_menu = file_menu.addMenu("Export Image")
         for label, widget in (("Mask image", self.mask_view), ("Sparsity chart", self.sparsity_chart),
@@ -357,6 +359,17 @@ class MainWindow(QMainWindow):
         suggested = suggested_path(self.session.document.source, "masked" if keep_masks else "pruned")
         path, _ = QFileDialog.getSaveFileName(self, title, suggested, EXPORT_FILTER)
         return bool(path) and self.controller.export(path, keep_masks=keep_masks)
+
+    def export_folder_dialog(self) -> bool:
+        """A new model folder (sharded safetensors, index, and the source folder's config and tokenizer files)."""
+        path, _ = QFileDialog.getSaveFileName(self, "Export pruned model folder (a new folder name)",
+                                              suggested_path(self.session.document.source, "folder"),
+                                              "Model folder (*)")
+        if not path:
+            return False
+        if Path(path).suffix:
+            path = str(Path(path).with_suffix(""))
+        return self.controller.export(path)
 
     def export_masks_dialog(self) -> None:
         path, _ = QFileDialog.getSaveFileName(self, "Export masks", suggested_path(self.session.document.source,

@@ -62,7 +62,8 @@ class SourceInfo:
     """True when the module tree was rebuilt from dotted keys (no architecture code)."""
     metadata: dict[str, Any] = field(default_factory=dict)
     sha256: str | None = None
-    """Digest of the opened file (of the index file for sharded safetensors); see :meth:`digest`."""
+    """Digest of the opened file (of the index file for sharded safetensors; of a folder's weights file); see
+    :meth:`digest`."""
     folder: str | None = None
     """A Hugging Face model folder (then ``path`` is the folder and ``weights`` its weights file)."""
     weights: str | None = None
@@ -92,7 +93,7 @@ class SourceInfo:
         if self.sha256 is None and self.path is not None:
             from sparsegui.core.safety import file_sha256
 
-            self.sha256 = file_sha256(self.path, progress=progress, cancel=cancel)
+            self.sha256 = file_sha256(self.weights or self.path, progress=progress, cancel=cancel)
         return self.sha256
 
     def to_json(self) -> dict[str, Any]:
