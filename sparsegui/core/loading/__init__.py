@@ -159,6 +159,7 @@ def _load_folder(path: Path, options: LoadOptions) -> LoadedModel:
     source.in_memory = copy or fmt is Format.TORCH_LEGACY
     if options.key not in (None, ""):
         raise LoadError(f"{path.name}: --key applies only to torch checkpoints holding several dicts")
+    state: Mapping[str, torch.Tensor]
     if fmt is Format.SAFETENSORS_INDEX:
         state, source.metadata = load_sharded(weights, copy)
     elif fmt is Format.SAFETENSORS:

@@ -35,7 +35,7 @@ def parameters_on_meta() -> Iterator[None]:
         if param is not None and not param.is_meta:
             module._parameters[name] = nn.Parameter(param.to("meta"), requires_grad=param.requires_grad)
 
-    nn.Module.register_parameter = register  # type: ignore[method-assign]
+    nn.Module.register_parameter = register  # type: ignore[method-assign,assignment]
     try:
         yield
     finally:
@@ -87,9 +87,10 @@ def build(folder: Folder, state: Mapping[str, torch.Tensor], trust: bool) -> tup
     except Exception as exc:
         raise ArchUnavailable(f"{arch} cannot be built from config.json ({type(exc).__name__}: {exc})") from exc
     result = model.load_state_dict(dict(state), strict=False, assign=True)
-    if hasattr(model, "tie_weights"):
+    tie = getattr(model, "tie_weights", None)
+    if callable(tie):
         with contextlib.suppress(Exception):
-            model.tie_weights()
+            tie()
     missing = [n for n, p in model.named_parameters(remove_duplicate=False) if p.is_meta]
     unexpected = list(result.unexpected_keys)
     if missing or unexpected:
