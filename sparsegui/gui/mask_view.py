@@ -22,7 +22,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from sparsegui.core.axes import axis_name
 from sparsegui.core.bitmask import BitMask
+from sparsegui.core.names import split
 from sparsegui.core.render import Layout, RenderedTensor, is_kept, render_values, state_parts
 from sparsegui.gui.background import LatestOnly
 from sparsegui.gui.plot_files import export_png, export_svg
@@ -291,13 +293,24 @@ class MaskView(QWidget):
         two_colours = self.rendered is not None and self.mode == "mask" and not self.rendered.downsampled
         self.colorbar.axis.setTicks([[(0.25, "pruned"), (0.75, "kept")]] if two_colours else None)
 
+    def axes(self) -> tuple[str | None, ...]:
+        """The roles of the shown tensor's dimensions (``out``, ``in``…; None where unknown)."""
+        if self.qualname is None:
+            return ()
+        structure = self.session.document.structure
+        module, local = split(self.qualname)
+        canonical = structure.slots.get((module, local.removesuffix("_orig").removesuffix("_mask")))
+        return structure.tensors[canonical].axes if canonical is not None else ()
+
     def _set_axes(self, layout: Layout) -> None:
+        axes = self.axes()
+        first, second = axis_name(axes, 0), axis_name(axes, 1)
         names = {
-            "matrix": ("row (output)", "column (input)"),
-            "conv-grid": ("output channel", "input channel"),
-            "conv1d": ("output channel", "input channel × k"),
-            "flattened": ("dim 0", "trailing dims, flattened"),
-            "strip": ("", "index"),
+            "matrix": (f"row ({first})", f"column ({second})"),
+            "conv-grid": (f"{first} channel", f"{second} channel"),
+            "conv1d": (f"{first} channel", f"{second} channel × k"),
+            "flattened": (first, "trailing dims, flattened"),
+            "strip": ("", f"index ({first})" if axes and axes[0] else "index"),
             "scalar": ("", ""),
         }
         left_text, bottom_text = names[layout.kind]

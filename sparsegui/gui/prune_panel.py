@@ -22,10 +22,12 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from sparsegui.core.axes import dim_meaning
 from sparsegui.core.errors import SparseGUIError
 from sparsegui.core.methods import MethodSpec, available_methods, broken_plugins, load_plugin_file, resolve_method
 from sparsegui.core.operations import check_step
 from sparsegui.core.steps import GlobalStep, PruneStep, Step
+from sparsegui.core.targets import resolve_targets
 from sparsegui.gui.errors import show_error
 from sparsegui.gui.session import Session
 
@@ -61,6 +63,8 @@ class PrunePanel(QWidget):
         self.n.addItems(N_CHOICES)
         self.n.setCurrentText("2")
         self.dim = QSpinBox(objectName="dimSpin", minimum=-8, maximum=8, value=0)
+        self.dim_meaning = QLabel(objectName="dimMeaningLabel", wordWrap=True)
+        self.dim_meaning.setStyleSheet("color: palette(placeholder-text);")
         self.seed = QSpinBox(objectName="seedSpin", minimum=0, maximum=2**31 - 1, value=0)
         self.random_seed = QCheckBox("new seed each time", objectName="randomSeed", checked=True)
         self.mask_path = QLineEdit(objectName="maskPath", placeholderText="mask file (.pt, .safetensors, .h5, .npy)")
@@ -90,6 +94,7 @@ class PrunePanel(QWidget):
         form.addRow("Amount", _pair(self.amount, self.amount_unit))
         form.addRow("Norm n", self.n)
         form.addRow("Dim", self.dim)
+        form.addRow("", self.dim_meaning)
         form.addRow("Seed", _pair(self.seed, self.random_seed))
         form.addRow("Mask", _pair(self.mask_path, self.mask_browse))
         self.form = form
@@ -215,6 +220,23 @@ class PrunePanel(QWidget):
             mask=self.mask_path.text().strip() or None if spec.takes_mask else None,
         )
 
+    def dim_text(self) -> str:
+        """What pruning along ``dim`` removes from the chosen tensors (``dim 0 of c_attn.weight = input
+        features``), from the axes the model's classes (or conventions) give; empty when nothing is chosen."""
+        structure, state = self.session.document.structure, self.session.state
+        try:
+            names = resolve_targets(structure, state, list(self.request().targets) or ["-"], None)
+        except SparseGUIError:
+            return ""
+        dim = self.dim.value()
+        said: dict[str, list[str]] = {}
+        for name in names:
+            meaning = dim_meaning(structure.tensors[name].axes, dim) or "an axis whose role is not known"
+            said.setdefault(meaning, []).append(name.rpartition(".")[2] if len(names) > 3 else name)
+        lines = [f"dim {dim} of {', '.join(dict.fromkeys(who[:3]))}{'…' if len(who) > 3 else ''} = {meaning}"
+                 for meaning, who in said.items()]
+        return "\n".join(lines[:3])
+
     def problem_text(self) -> str:
         """Why the current settings cannot be applied, or "" if they can (the core's own check of the step)."""
         if self.session.busy:
@@ -248,6 +270,8 @@ class PrunePanel(QWidget):
             self.mask_browse.setEnabled(spec.takes_mask)
         self.pattern.setEnabled(self.scope_pattern.isChecked())
         self.types.setEnabled(self.scope_pattern.isChecked())
+        self.dim_meaning.setText(self.dim_text() if spec is not None and spec.takes_dim else "")
+        self.dim_meaning.setVisible(bool(self.dim_meaning.text()))
         problem = self.problem_text()
         self.problem.setText(problem)
         self.problem.setVisible(bool(problem))
