@@ -26,6 +26,10 @@ def _pruning(hooks: list[HookInfo], tensor: str) -> str:
     return ""
 
 
+def _tied(alias_of: str | None) -> str:
+    return printable(f"(tied to {alias_of}: counted there)") if alias_of else ""
+
+
 def source_line(report: ModelReport) -> str:
     src = report.source
     origin = f"{src['demo']} (demo)" if src.get("demo") else f"{src.get('path')} ({src.get('format')})"
@@ -36,8 +40,13 @@ def source_line(report: ModelReport) -> str:
         origin += printable(f" prefix {src['prefix']!r}")
     if src.get("arch"):
         origin += printable(f" arch {src['arch']}")
+    elif src.get("architecture"):
+        origin += printable(f", {src['architecture']} (transformers)")
     elif src.get("inferred"):
         origin += ", module tree rebuilt from keys (kinds guessed)"
+    config = src.get("config") or {}
+    if config:
+        origin += "\nconfig " + printable(", ".join(f"{k}={v}" for k, v in config.items() if k != "architectures"))
     if src.get("sha256"):
         origin += f"\nsha256 {printable(src['sha256'])}"
     return (
@@ -56,7 +65,7 @@ def render(report: ModelReport) -> str:
             rows.append((
                 printable(module.name or "(root)"), printable(module.type), printable(tensor.name),
                 _shape(tensor.shape), f"{tensor.numel:,}", f"{tensor.zeros:,}", f"{tensor.sparsity * 100:.2f}%",
-                _pruning(module.hooks, tensor.name),
+                _pruning(module.hooks, tensor.name) or _tied(tensor.alias_of),
             ))
         for hook in module.hooks:
             if hook.tensor is None:
