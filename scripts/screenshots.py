@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -42,11 +43,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--select", help="tensor to select before the screenshots")
     parser.add_argument("--out", required=True)
     parser.add_argument("--size", default="1400x900")
+    parser.add_argument("--metric", choices=["sparsity", "norm_removed"], default="sparsity",
+                        help="what the charts show")
     args = parser.parse_args(argv)
     app = QApplication.instance() or QApplication(sys.argv)
     configure_application()
     QSettings.setDefaultFormat(QSettings.Format.IniFormat)
-    QSettings.setPath(QSettings.Format.IniFormat, QSettings.Scope.UserScope, str(Path(args.out) / ".settings"))
+    settings = tempfile.TemporaryDirectory()  # a fresh window, as on first start: no saved layout
+    QSettings.setPath(QSettings.Format.IniFormat, QSettings.Scope.UserScope, settings.name)
     window = MainWindow()
     width, height = (int(v) for v in args.size.split("x"))
     window.resize(width, height)
@@ -59,6 +63,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.select:
         window.session.select([Selection("tensor", args.select)])
         settle(app, window)
+    window.sparsity_chart.show_metric(args.metric)
+    window.blocks_view.show_metric(args.metric)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     stem = Path(args.model.rstrip("/")).name
@@ -67,11 +73,13 @@ def main(argv: list[str] | None = None) -> int:
             continue
         window.tabs.setCurrentIndex(index)
         settle(app, window)
-        path = out / f"{stem}_{window.tabs.tabText(index).lower()}.png"
+        suffix = "" if args.metric == "sparsity" else f"_{args.metric}"
+        path = out / f"{stem}_{window.tabs.tabText(index).lower()}{suffix}.png"
         window.grab().save(str(path))
         print(path)
     window.session.document.history.mark_clean()
     window.close()
+    settings.cleanup()
     return 0
 
 

@@ -7,6 +7,7 @@ building it. :func:`inspect_model` reads any ``nn.Module`` in torch's form direc
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -14,6 +15,8 @@ import torch
 from torch import nn
 from torch.nn.utils import prune
 
+from sparsegui.core import energy
+from sparsegui.core.energy import Energy, combined
 from sparsegui.core.names import qualify
 from sparsegui.core.pruned import forward_tensor_names, method_history, method_record, pruning_hooks
 from sparsegui.core.state import MethodEntry, ModelState, PackedCustomMask, Pruning, TensorState, scan
@@ -70,16 +73,33 @@ class TensorStats:
     """For a tensor shared with another module (tied weights): the name it is counted under."""
     axes: list[str | None] = field(default_factory=list)
     """The role of each dimension: ``"out"``, ``"in"``, ``"vocab"``, ``"dim"``, ``"kernel"`` or None (unknown)."""
+    energy: Energy | None = None
+    """‖W‖² and ‖W ⊙ (1 − M)‖² (:mod:`sparsegui.core.energy`); None when not measured (``counts=False``)."""
 
     @property
     def sparsity(self) -> float:
         return self.zeros / self.numel if self.numel else 0.0
 
+    @property
+    def norm_removed(self) -> float | None:
+        return None if self.energy is None else self.energy.norm_removed
+
     def to_json(self) -> dict[str, Any]:
-        out = {**asdict(self), "sparsity": self.sparsity}
+        out = {**asdict(self), "sparsity": self.sparsity, "norm_removed": _number(self.norm_removed)}
+        del out["energy"]
         if out["alias_of"] is None:
             del out["alias_of"]
         return out
+
+
+def _number(value: float | None) -> float | None:
+    """JSON has no NaN: a norm that cannot be measured (NaN/Inf in the tensor) is null."""
+    return None if value is None or not math.isfinite(value) else value
+
+
+def _totals(numel: int, zeros: int, tensors: list[TensorStats]) -> dict[str, Any]:
+    return {"parameters": numel, "zeros": zeros, "sparsity": zeros / numel if numel else 0.0,
+            "norm_removed": _number(combined(t.energy for t in tensors))}
 
 
 @dataclass
@@ -110,7 +130,7 @@ class ModuleInfo:
             "buffers": [asdict(b) for b in self.buffers],
             "hooks": [h.to_json() for h in self.hooks],
             "tensors": [t.to_json() for t in self.tensors],
-            "totals": {"parameters": numel, "zeros": zeros, "sparsity": zeros / numel if numel else 0.0},
+            "totals": _totals(numel, zeros, [t for t in self.tensors if t.alias_of is None]),
         }
 
 
@@ -143,7 +163,8 @@ class ModelReport:
     def to_json(self) -> dict[str, Any]:
         return {
             "source": self.source,
-            "totals": {"parameters": self.parameters, "zeros": self.zeros, "sparsity": self.sparsity},
+            "totals": _totals(self.parameters, self.zeros,
+                              [t for m in self.modules for t in m.tensors if t.alias_of is None]),
             "tied": [list(group) for group in self.tied],
             "modules": [m.to_json() for m in self.modules],
         }
@@ -183,7 +204,7 @@ def tensor_stats(name: str, ts: TensorState, pruned: bool, alias_of: str | None 
                  axes: tuple[str | None, ...] = ()) -> TensorStats:
     counts = ts.scan()
     return TensorStats(name, list(ts.values.shape), _dtype(ts.values.dtype), ts.numel, counts.zeros, pruned,
-                       counts.nonfinite, alias_of, list(axes))
+                       counts.nonfinite, alias_of, list(axes), energy.measure(ts))
 
 
 def inspect_module_of(structure: ModelStructure, state: ModelState, path: str, device: str,

@@ -15,12 +15,14 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QPointF, QRectF, Signal
 from PySide6.QtGui import QFontMetrics
-from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
+from sparsegui.core import energy
 from sparsegui.core.blocks import BlockGrid, find_blocks
+from sparsegui.core.energy import combined
 from sparsegui.core.stats import Count
 from sparsegui.core.targets import model_order
-from sparsegui.gui.charts import PRUNED_BRUSH, SELECTED_BRUSH, abbreviate
+from sparsegui.gui.charts import METRICS, PRUNED_BRUSH, SELECTED_BRUSH, abbreviate, metric_combo, metric_value
 from sparsegui.gui.plot_files import export_png, export_svg
 from sparsegui.gui.session import Selection, Session
 
@@ -82,6 +84,10 @@ def _percent(count: Count) -> str:
     return "not counted yet" if count.sparsity is None else f"{count.sparsity:.2%} zeros"
 
 
+def _norm(value: float | None) -> str:
+    return "" if value is None or math.isnan(value) else f", norm removed {value:.2%}"
+
+
 class BlocksView(QWidget):
     """Sparsity of a transformer's repeated blocks; ``available`` says whether the open model has any."""
 
@@ -96,9 +102,13 @@ class BlocksView(QWidget):
         self.values = np.zeros((0, 0))
         self.counts: dict[str, Count] = {}
         self.block_counts: list[Count] = []
+        self.block_values: list[float | None] = []
+        self.norms: dict[str, float | None] = {}
         self.curves: list[pg.PlotDataItem] = []
 
         self.summary_label = QLabel(" ", objectName="blocksSummaryLabel", wordWrap=True)
+        self.metric_combo = metric_combo("blocksMetric")
+        self.metric_combo.currentIndexChanged.connect(lambda _i: self.refresh())
         self.info_label = QLabel(" ", objectName="blocksInfoLabel")
         self.graphics = pg.GraphicsLayoutWidget()
         self.graphics.setObjectName("blocksGraphics")
@@ -111,7 +121,7 @@ class BlocksView(QWidget):
         self.image = pg.ImageItem(axisOrder="row-major")
         self.heat.addItem(self.image)
         self.colorbar = pg.ColorBarItem(values=(0, 1), colorMap=pg.colormap.get("viridis"), interactive=False,
-                                        width=14, label="sparsity")
+                                        width=14)
         self.colorbar.setImageItem(self.image)
         self.graphics.addItem(self.colorbar, row=0, col=1)  # beside, not inside: the three plots keep one width
         self.marks = pg.ScatterPlotItem(pxMode=False, symbol="s", size=0.92, brush=None,
@@ -143,7 +153,11 @@ class BlocksView(QWidget):
 
         layout = QVBoxLayout(self)
         layout.setContentsMargins(2, 2, 2, 2)
-        layout.addWidget(self.summary_label)
+        top = QHBoxLayout()
+        top.addWidget(QLabel("Show:"))
+        top.addWidget(self.metric_combo)
+        top.addWidget(self.summary_label, 1)
+        layout.addLayout(top)
         layout.addWidget(self.graphics, 1)
         layout.addWidget(self.info_label)
 
@@ -194,17 +208,29 @@ class BlocksView(QWidget):
         grid = self.grid
         if grid is None:
             return
-        totals = self.session.totals
+        totals, metric = self.session.totals, self.metric
         names = [*grid.cells.values(), *grid.others]
         self.counts = {name: totals.tensor(name) for name in names}
-        self.values = grid.matrix({name: c.sparsity for name, c in self.counts.items()})
+        self.norms = {name: totals.norm_removed(name) for name in names}
+        self.values = grid.matrix({name: metric_value(totals, name, metric) for name in names})
+        title, label = METRICS[metric]
+        self.heat.setTitle(f"{title} per tensor role and block", size="10pt")
+        self.lines.setTitle(f"{title} along depth, a line per role", size="10pt")
+        self.per_block.setTitle(f"{title} per block (click a bar to select the block)", size="10pt")
+        self.colorbar.setLabel("right", label.split(" ‖")[0])
         self.image.setImage(self.values, autoLevels=False, levels=(0.0, 1.0))
         self.image.setRect(QRectF(-0.5, -0.5, len(grid.blocks), len(grid.roles)))  # after the image: it scales it
         for i, curve in enumerate(self.curves):
             row = self.values[i]
             curve.setData(np.arange(len(grid.blocks)), row, connect="finite")
         self.block_counts = grid.block_counts(self.counts)
-        heights = np.array([c.sparsity or 0.0 for c in self.block_counts])
+        if metric == "norm_removed":
+            state = self.session.state
+            self.block_values = [combined(energy.known(state.tensors[n]) for n in grid.block_tensors(b))
+                                 for b in range(len(grid.blocks))]
+        else:
+            self.block_values = [c.sparsity for c in self.block_counts]
+        heights = np.array([v if v is not None and not math.isnan(v) else 0.0 for v in self.block_values])
         self.bars.setOpts(x=np.arange(len(heights)), height=heights, width=0.8, brush=PRUNED_BRUSH, pen=None)
         self._summarize()
         self._mark_selection()
@@ -223,6 +249,14 @@ class BlocksView(QWidget):
         if names:
             self.session.select([Selection("tensor", n) for n in names])
         return names
+
+    @property
+    def metric(self) -> str:
+        """What the grid shows: ``"sparsity"`` or ``"norm_removed"``."""
+        return str(self.metric_combo.currentData())
+
+    def show_metric(self, metric: str) -> None:
+        self.metric_combo.setCurrentIndex(self.metric_combo.findData(metric))
 
     def save_png(self, path: str | Path) -> Path:
         return export_png(self.graphics, path)
@@ -288,13 +322,14 @@ class BlocksView(QWidget):
         cell = self._cell_at(pos)
         if grid is not None and cell is not None:
             name = grid.tensor_at(*cell)
-            self.info_label.setText(f"{name}: {_percent(self.counts[name])}" if name else
+            self.info_label.setText(f"{name}: {_percent(self.counts[name])}{_norm(self.norms[name])}" if name else
                                     f"block {grid.blocks[cell[1]]} has no {grid.roles[cell[0]]}")
             return
         block = self._bar_at(pos)
         if grid is not None and block is not None:
             count = self.block_counts[block]
-            self.info_label.setText(f"block {grid.blocks[block]}: {_percent(count)}, {count.numel:,} parameters, "
-                                    f"{len(grid.block_tensors(block))} tensors")
+            norm = combined(energy.known(self.session.state.tensors[n]) for n in grid.block_tensors(block))
+            self.info_label.setText(f"block {grid.blocks[block]}: {_percent(count)}{_norm(norm)}, "
+                                    f"{count.numel:,} parameters, {len(grid.block_tensors(block))} tensors")
             return
         self.info_label.setText(" ")

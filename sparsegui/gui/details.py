@@ -7,6 +7,7 @@ zeros, sparsity and whether it is pruned. Names are links that select the item.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Container
 from dataclasses import dataclass
 from html import escape
@@ -18,7 +19,7 @@ from PySide6.QtWidgets import QTextBrowser, QVBoxLayout, QWidget
 
 from sparsegui.core.inspection import HookInfo, ModuleInfo, inspect_module_of
 from sparsegui.core.loading.source import SourceInfo
-from sparsegui.core.rows import Row, buffer_count, child_rows, module_row, row_count
+from sparsegui.core.rows import Row, buffer_count, child_rows, module_row, row_count, row_norm_removed
 from sparsegui.core.state import ModelState
 from sparsegui.core.stats import Count, Totals
 from sparsegui.core.structure import ModelStructure
@@ -97,6 +98,12 @@ def _percent(count: Count) -> str:
     return "…" if count.zeros is None and count.numel else "" if sparsity is None else percent_text(sparsity)
 
 
+def _norm(value: float | None) -> str:
+    """Norm removed as text: … while it is measured, n/a for a tensor holding NaN or Inf."""
+    return "…" if value is None else "n/a (NaN or Inf in the weights)" if math.isnan(value) else \
+        percent_text(value)
+
+
 def _zeros(count: Count) -> str:
     return "…" if count.zeros is None else f"{count.zeros:,}"
 
@@ -127,7 +134,8 @@ def module_html(view: View, name: str) -> str:
     title = escape(name or slot.type_name)
     parts = [f'<h3>{title} <span class="muted">{escape(info.type)}</span></h3>',
              f"<p>{total.numel:,} parameters{' in its subtree' if slot.children else ''} · "
-             f"{_sparsity(total.zeros, total.numel) if total.numel else 'no tensors'}</p>"]
+             f"{_sparsity(total.zeros, total.numel) if total.numel else 'no tensors'}"
+             f"{' · norm removed ' + _norm(view.totals.module_norm_removed(name)) if total.numel else ''}</p>"]
     rows = []
     for tensor in info.tensors:
         qualname = qualify(name, tensor.name)
@@ -215,6 +223,8 @@ def tensor_html(view: View, selection: Selection) -> str:
                                      f"{zeros:,}" if zeros is not None else ""),
             ("sparsity", "…" if zeros is None and count is not None else
              percent_text(zeros / numel if numel and zeros is not None else 0.0))]
+    if row.kind == "tensor":
+        rows.append(("norm removed", _norm(row_norm_removed(row, view.totals))))
     if row.kind == "parameter":
         rows.append(("requires_grad", str(slot.requires_grad.get(local.removesuffix("_orig"), False))))
     if row.kind == "buffer" and row.key != ("mask",):

@@ -78,3 +78,27 @@ def test_the_chart_saves_as_png_and_svg(window, qtbot, gpt2_folder: Path, tmp_pa
     png = window.blocks_view.save_png(tmp_path / "blocks.png")
     svg = window.blocks_view.save_svg(tmp_path / "blocks.svg")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and b"<svg" in svg.read_bytes()[:2000]
+
+
+def test_both_charts_switch_to_norm_removed(window, qtbot, gpt2_folder: Path) -> None:
+    from sparsegui.core.energy import measure
+
+    open_folder(window, qtbot, gpt2_folder)
+    name = "transformer.h.1.attn.c_proj.weight"
+    window.controller.prune(PruneStep("l1_unstructured", (name,), amount=0.5))
+    qtbot.waitUntil(lambda: not window.controller.busy, timeout=30000)
+    qtbot.waitUntil(lambda: window.session.totals.norm_removed(name) is not None, timeout=30000)
+    expected = measure(window.session.state.tensors[name]).norm_removed
+    assert 0 < expected < 0.5
+
+    chart, view = window.sparsity_chart, window.blocks_view
+    chart.show_metric("norm_removed")
+    view.show_metric("norm_removed")
+    assert chart.heights[chart.names.index(name)] == pytest.approx(expected)
+    assert chart.plot.titleLabel.text == "Norm removed per tensor"
+    role = view.grid.roles.index("attn.c_proj.weight")
+    assert view.values[role, 1] == pytest.approx(expected)
+    assert view.values[role, 0] == 0.0
+    assert 0 < view.block_values[1] < expected  # the block's other tensors dilute it
+    chart.show_metric("sparsity")
+    assert chart.heights[chart.names.index(name)] == pytest.approx(0.5)
