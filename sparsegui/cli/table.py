@@ -57,21 +57,25 @@ def source_line(report: ModelReport) -> str:
 
 def render(report: ModelReport) -> str:
     """A table of every tensor, its module, shape, zeros, sparsity and pruning history."""
-    header = ("MODULE", "TYPE", "TENSOR", "SHAPE", "NUMEL", "ZEROS", "SPARSITY", "PRUNING")
+    nm = report.nm is not None
+    header = ("MODULE", "TYPE", "TENSOR", "SHAPE", "NUMEL", "ZEROS", "SPARSITY", *((f"{report.nm} OK",) if nm else ()),
+              "PRUNING")
     rows: list[tuple[str, ...]] = []
     notes: list[str] = []
     for module in report.modules:
         for tensor in module.tensors:
+            compliance = () if not nm else \
+                ("" if tensor.nm_compliance is None else f"{tensor.nm_compliance * 100:.2f}%",)
             rows.append((
                 printable(module.name or "(root)"), printable(module.type), printable(tensor.name),
                 _shape(tensor.shape), f"{tensor.numel:,}", f"{tensor.zeros:,}", f"{tensor.sparsity * 100:.2f}%",
-                _pruning(module.hooks, tensor.name) or _tied(tensor.alias_of),
+                *compliance, _pruning(module.hooks, tensor.name) or _tied(tensor.alias_of),
             ))
         for hook in module.hooks:
             if hook.tensor is None:
                 notes.append(printable(f"  {module.name or '(root)'}: {hook.kind} hook {hook.cls}"))
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header) - 1)]
-    right = {4, 5, 6}
+    right = {4, 5, 6, 7} if nm else {4, 5, 6}
 
     def line(row: tuple[str, ...]) -> str:
         cells = [c.rjust(widths[i]) if i in right else c.ljust(widths[i]) for i, c in enumerate(row[:-1])]

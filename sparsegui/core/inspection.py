@@ -18,6 +18,7 @@ from torch.nn.utils import prune
 from sparsegui.core import energy
 from sparsegui.core.energy import Energy, combined
 from sparsegui.core.names import qualify
+from sparsegui.core.nm import compliance
 from sparsegui.core.pruned import forward_tensor_names, method_history, method_record, pruning_hooks
 from sparsegui.core.state import MethodEntry, ModelState, PackedCustomMask, Pruning, TensorState, scan
 from sparsegui.core.structure import HOOK_DICTS, ModelStructure, ModuleSlot, OtherHook, type_names
@@ -75,6 +76,8 @@ class TensorStats:
     """The role of each dimension: ``"out"``, ``"in"``, ``"vocab"``, ``"dim"``, ``"kernel"`` or None (unknown)."""
     energy: Energy | None = None
     """‖W‖² and ‖W ⊙ (1 − M)‖² (:mod:`sparsegui.core.energy`); None when not measured (``counts=False``)."""
+    nm_compliance: float | None = None
+    """The share of N:M groups along the input axis with at most N nonzeros, when asked for (``inspect --nm``)."""
 
     @property
     def sparsity(self) -> float:
@@ -87,8 +90,9 @@ class TensorStats:
     def to_json(self) -> dict[str, Any]:
         out = {**asdict(self), "sparsity": self.sparsity, "norm_removed": _number(self.norm_removed)}
         del out["energy"]
-        if out["alias_of"] is None:
-            del out["alias_of"]
+        for key in ("alias_of", "nm_compliance"):
+            if out[key] is None:
+                del out[key]
         return out
 
 
@@ -140,6 +144,8 @@ class ModelReport:
     modules: list[ModuleInfo]
     tied: list[list[str]] = field(default_factory=list)
     """Each tensor known by several names (tied weights): its canonical name first."""
+    nm: str | None = None
+    """The N:M pattern of the tensors' ``nm_compliance`` (``"2:4"``), when asked for."""
 
     @property
     def parameters(self) -> int:
@@ -166,6 +172,7 @@ class ModelReport:
             "totals": _totals(self.parameters, self.zeros,
                               [t for m in self.modules for t in m.tensors if t.alias_of is None]),
             "tied": [list(group) for group in self.tied],
+            **({"nm": self.nm} if self.nm else {}),
             "modules": [m.to_json() for m in self.modules],
         }
 
@@ -250,6 +257,20 @@ def inspect_module_of(structure: ModelStructure, state: ModelState, path: str, d
                                        0, alias, list(axes)))
     hooks = module_hook_infos(slot, {k: v for k, v in prunings.items() if v is not None}, layout.hooks)
     return ModuleInfo(path, slot.type_name, slot.inferred, parameters, buffers, hooks, tensors)
+
+
+def add_nm_compliance(report: ModelReport, doc: Document, keep: int, group: int) -> None:
+    """Set ``nm_compliance`` on every tensor of ``report`` that has an input axis whose size ``group`` divides (one
+    read of each, its forward values: ``X_orig * X_mask`` for a pruned tensor)."""
+    state = doc.state
+    report.nm = f"{keep}:{group}"
+    for module in report.modules:
+        for stats in module.tensors:
+            name = stats.alias_of or qualify(module.name, stats.name)
+            axes = doc.structure.tensors[name].axes
+            if "in" not in axes or stats.shape[axes.index("in")] % group:
+                continue
+            stats.nm_compliance = compliance(state.tensors[name].effective(), keep, group, axes.index("in"))
 
 
 def inspect_document(doc: Document, counts: bool = True) -> ModelReport:

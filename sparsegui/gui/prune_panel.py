@@ -216,7 +216,7 @@ class PrunePanel(QWidget):
             amount=self.amount_value() if spec.takes_amount else None,
             n=n if spec.takes_n else None,  # type: ignore[arg-type]
             dim=self.dim.value() if spec.takes_dim else None,
-            seed=seed if (spec.random or spec.origin != "torch") else None,
+            seed=seed if spec.seeded else None,
             mask=self.mask_path.text().strip() or None if spec.takes_mask else None,
         )
 
@@ -264,8 +264,8 @@ class PrunePanel(QWidget):
             self.amount_unit.setEnabled(spec.takes_amount or self.scope_global.isChecked())
             self.n.setEnabled(spec.takes_n)
             self.dim.setEnabled(spec.takes_dim)
-            self.seed.setEnabled((spec.random or spec.origin != "torch") and not self.random_seed.isChecked())
-            self.random_seed.setEnabled(spec.random or spec.origin != "torch")
+            self.seed.setEnabled(spec.seeded and not self.random_seed.isChecked())
+            self.random_seed.setEnabled(spec.seeded)
             self.mask_path.setEnabled(spec.takes_mask)
             self.mask_browse.setEnabled(spec.takes_mask)
         self.pattern.setEnabled(self.scope_pattern.isChecked())
