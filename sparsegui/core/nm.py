@@ -126,9 +126,15 @@ def compliance(tensor: torch.Tensor, keep: int, group: int, dim: int) -> float:
 
 def violations(tensor: torch.Tensor, keep: int, group: int, dim: int) -> torch.Tensor:
     """A bool tensor like ``tensor``: True on every entry of a group that has more than ``keep`` nonzeros."""
-    bad = group_counts(tensor, group, dim) > keep
-    rows = bad.repeat_interleave(group, dim=1)
-    return _unrows(rows, tensor.shape, dim)
+    return check_groups(tensor, keep, group, dim)[1]
+
+
+def check_groups(tensor: torch.Tensor, keep: int, group: int, dim: int) -> tuple[float, torch.Tensor]:
+    """:func:`compliance` and :func:`violations` of ``tensor`` from one count of its groups."""
+    counts = group_counts(tensor, group, dim)
+    bad = counts > keep
+    share = 1.0 - float(bad.sum()) / bad.numel() if bad.numel() else 1.0
+    return share, _unrows(bad.repeat_interleave(group, dim=1), tensor.shape, dim)
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,9 @@ from sparsegui.gui.errors import show_error
 from sparsegui.gui.session import Session
 
 N_CHOICES = ["1", "2", "inf", "-inf", "fro", "nuc"]
+NM_NOTE = ("Keeps the {keep} largest |w| of every {group} consecutive entries along each weight's input axis "
+           "(Linear: dim 1, Conv1D: dim 0). The mask alone makes nothing faster or smaller: only sparse kernels "
+           "use it (Details shows which ones a weight is eligible for).")
 
 
 def _pair(main: QWidget, side: QWidget) -> QHBoxLayout:
@@ -65,6 +68,8 @@ class PrunePanel(QWidget):
         self.dim = QSpinBox(objectName="dimSpin", minimum=-8, maximum=8, value=0)
         self.dim_meaning = QLabel(objectName="dimMeaningLabel", wordWrap=True)
         self.dim_meaning.setStyleSheet("color: palette(placeholder-text);")
+        self.keep = QSpinBox(objectName="keepSpin", minimum=1, maximum=63, value=2)
+        self.group = QSpinBox(objectName="groupSpin", minimum=2, maximum=64, value=4, prefix="of every ")
         self.seed = QSpinBox(objectName="seedSpin", minimum=0, maximum=2**31 - 1, value=0)
         self.random_seed = QCheckBox("new seed each time", objectName="randomSeed", checked=True)
         self.mask_path = QLineEdit(objectName="maskPath", placeholderText="mask file (.pt, .safetensors, .h5, .npy)")
@@ -95,6 +100,7 @@ class PrunePanel(QWidget):
         form.addRow("Norm n", self.n)
         form.addRow("Dim", self.dim)
         form.addRow("", self.dim_meaning)
+        form.addRow("Keep", _pair(self.keep, self.group))
         form.addRow("Seed", _pair(self.seed, self.random_seed))
         form.addRow("Mask", _pair(self.mask_path, self.mask_browse))
         self.form = form
@@ -122,6 +128,7 @@ class PrunePanel(QWidget):
     def _connect(self) -> None:
         for signal in (self.method.currentIndexChanged, self.amount.valueChanged, self.amount_unit.currentIndexChanged,
                        self.n.currentTextChanged, self.dim.valueChanged, self.random_seed.toggled,
+                       self.keep.valueChanged, self.group.valueChanged,
                        self.mask_path.textChanged, self.pattern.textChanged, self.types.textChanged,
                        self.scope_group.buttonToggled):
             signal.connect(self.validate)
@@ -218,6 +225,8 @@ class PrunePanel(QWidget):
             dim=self.dim.value() if spec.takes_dim else None,
             seed=seed if spec.seeded else None,
             mask=self.mask_path.text().strip() or None if spec.takes_mask else None,
+            keep=self.keep.value() if spec.takes_nm else None,
+            group=self.group.value() if spec.takes_nm else None,
         )
 
     def dim_text(self) -> str:
@@ -264,13 +273,17 @@ class PrunePanel(QWidget):
             self.amount_unit.setEnabled(spec.takes_amount or self.scope_global.isChecked())
             self.n.setEnabled(spec.takes_n)
             self.dim.setEnabled(spec.takes_dim)
+            self.keep.setEnabled(spec.takes_nm)
+            self.group.setEnabled(spec.takes_nm)
             self.seed.setEnabled(spec.seeded and not self.random_seed.isChecked())
             self.random_seed.setEnabled(spec.seeded)
             self.mask_path.setEnabled(spec.takes_mask)
             self.mask_browse.setEnabled(spec.takes_mask)
         self.pattern.setEnabled(self.scope_pattern.isChecked())
         self.types.setEnabled(self.scope_pattern.isChecked())
-        self.dim_meaning.setText(self.dim_text() if spec is not None and spec.takes_dim else "")
+        self.dim_meaning.setText(self.dim_text() if spec is not None and spec.takes_dim else
+                                 NM_NOTE.format(keep=self.keep.value(), group=self.group.value())
+                                 if spec is not None and spec.takes_nm else "")
         self.dim_meaning.setVisible(bool(self.dim_meaning.text()))
         problem = self.problem_text()
         self.problem.setText(problem)
