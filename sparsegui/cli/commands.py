@@ -117,7 +117,10 @@ def cmd_devices(_: argparse.Namespace) -> int:
 
 
 def run_command(args: argparse.Namespace) -> int:
-    handlers = {"inspect": cmd_inspect, "apply": cmd_apply, "methods": cmd_methods, "devices": cmd_devices}
+    from sparsegui.cli.sensitivity import cmd_sensitivity
+
+    handlers = {"inspect": cmd_inspect, "apply": cmd_apply, "sensitivity": cmd_sensitivity, "methods": cmd_methods,
+                "devices": cmd_devices}
     return handlers[args.command](args)
 
 

@@ -13,7 +13,7 @@ state, which costs 1 bit per entry for each mask and nothing for the original te
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from itertools import pairwise
 from pathlib import Path
@@ -56,6 +56,26 @@ class SourceChanged(SparseGUIError):
 
 class StaleChange(SparseGUIError):
     """A change was computed from a state that is no longer current (something else changed the model)."""
+
+
+def _override(module: nn.Module, local: str, param: nn.Parameter, ts: TensorState) -> Callable[[], None]:
+    """Make torch-form ``module`` compute ``local`` from ``ts`` (its ``X_orig``/``X_mask`` when it is pruned
+    there, else the parameter's data); returns what puts it back."""
+    mask_name = local + "_mask"
+    if mask_name in module._buffers:
+        old_data, old_mask = param.data, module._buffers[mask_name]
+        values = ts.values.tensor()
+        param.data = values
+        module._buffers[mask_name] = ts.pruning.mask.as_dtype(values.dtype, values.device) if ts.pruning else \
+            torch.ones_like(values)
+
+        def undo() -> None:
+            param.data = old_data
+            module._buffers[mask_name] = old_mask
+        return undo
+    old = param.data
+    param.data = ts.effective()
+    return lambda: setattr(param, "data", old)
 
 
 class Document:
@@ -294,6 +314,37 @@ class Document:
         finally:
             for name in changed:
                 slots[name].param.data = slots[name].holder.tensor
+
+    @contextmanager
+    def forward_with(self, tensors: Mapping[str, TensorState]) -> Iterator[nn.Module]:
+        """The model for a forward pass as if ``tensors`` (canonical name → state, e.g. from an uncommitted plan)
+        replaced their current states; everything is put back afterwards. Nothing is recorded."""
+        if not self._handed_out:
+            overrides = {name: ts.effective() for name, ts in tensors.items()}
+            slots = self.structure.tensors
+            with self.forward_model() as module:
+                saved = {name: slots[name].param.data for name in overrides}
+                try:
+                    for name, value in overrides.items():
+                        slots[name].param.data = value
+                    yield module
+                finally:
+                    for name, value in saved.items():
+                        slots[name].param.data = value
+            return
+        self._sync()
+        restore: list[Callable[[], None]] = []
+        modules = dict(self._module.named_modules(remove_duplicate=False))
+        try:
+            for name, ts in tensors.items():
+                slot = self.structure.tensors[name]
+                for qualname in (name, *slot.aliases):
+                    path, _, local = qualname.rpartition(".")
+                    restore.append(_override(modules[path], local, slot.param, ts))
+            yield self._module
+        finally:
+            for undo in reversed(restore):
+                undo()
 
     # -- the handed-out module ---------------------------------------------------------------------------------
     def _sync(self) -> None:

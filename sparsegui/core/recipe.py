@@ -43,7 +43,12 @@ def recipe_from_steps(steps: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def save_recipe(doc: Document, path: str | Path) -> Path:
-    text = json.dumps(doc.recipe(), indent=2) + "\n"
+    return save_recipe_data(doc.recipe(), path)
+
+
+def save_recipe_data(recipe: Mapping[str, Any], path: str | Path) -> Path:
+    """Write ``recipe`` as JSON, atomically, and read it back as a recipe before it replaces anything."""
+    text = json.dumps(recipe, indent=2) + "\n"
 
     def write(target: Path) -> None:
         target.write_text(text, encoding="utf-8")
