@@ -27,8 +27,8 @@ from sparsegui.gui.plot_files import export_png, export_svg
 from sparsegui.gui.session import Selection, Session
 
 
-class _RoleAxis(pg.AxisItem):
-    """A left axis naming the roles at integer positions (abbreviated, thinned to fit the height)."""
+class LabelAxis(pg.AxisItem):
+    """A left axis naming rows at integer positions (abbreviated, thinned to fit the height)."""
 
     def __init__(self) -> None:
         super().__init__("left")
@@ -112,7 +112,7 @@ class BlocksView(QWidget):
         self.info_label = QLabel(" ", objectName="blocksInfoLabel")
         self.graphics = pg.GraphicsLayoutWidget()
         self.graphics.setObjectName("blocksGraphics")
-        self.role_axis = _RoleAxis()
+        self.role_axis = LabelAxis()
         self.block_axes = [_BlockAxis() for _ in range(3)]
         self.heat: pg.PlotItem = self.graphics.addPlot(
             row=0, col=0, axisItems={"left": self.role_axis, "bottom": self.block_axes[0]})

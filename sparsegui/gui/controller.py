@@ -251,6 +251,23 @@ class Controller(QObject):
         return self.runner.run(label, lambda p, c: doc.move_to(device, cancel=c, progress=p), success,
                                self._fail(f"Cannot move the model to {device}"))
 
+    def run_sensitivity(self, scan: Callable[[Document, Any, CancelToken], Any], done: Callable[[Any], None]
+                        ) -> bool:
+        """Run a sensitivity scan as a job: it reads the state and changes nothing, but it holds the gate (a job
+        changing the model meanwhile would make the scan describe a model that no longer exists)."""
+        label = "Sensitivity scan"
+        if not self.gate(label):
+            return False
+        doc = self.session.document
+
+        def success(result: Any) -> None:
+            self.status.emit("Sensitivity scan done; the model is unchanged")
+            done(result)
+
+        self.counter.pause()
+        return self.runner.run(label, lambda p, c: scan(doc, p, c), lambda r: (success(r), self.counter.restart()),
+                               self._fail("Sensitivity scan failed"))
+
     # -- opening -----------------------------------------------------------------------------------------------
     def open_path(self, path: str | Path, options: LoadOptions | None = None,
                   then: Callable[[], None] | None = None) -> bool:

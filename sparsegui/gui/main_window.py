@@ -41,6 +41,7 @@ from sparsegui.gui.history_view import HistoryView
 from sparsegui.gui.mask_view import MaskView
 from sparsegui.gui.module_tree import ModuleTreeWidget
 from sparsegui.gui.prune_panel import PrunePanel
+from sparsegui.gui.sensitivity_view import SensitivityView
 from sparsegui.gui.session import Selection, Session
 
 EXPORT_FILTER = "PyTorch (*.pt *.pth);;safetensors (*.safetensors);;HDF5 (*.h5)"
@@ -81,6 +82,8 @@ class MainWindow(QMainWindow):
         self.tabs.addTab(self.blocks_view, "Blocks")
         self.tabs.setTabVisible(2, self.blocks_view.grid is not None)
         self.blocks_view.available.connect(lambda shown: self.tabs.setTabVisible(2, shown))
+        self.sensitivity_view = SensitivityView(self.session)
+        self.tabs.addTab(self.sensitivity_view, "Sensitivity")
         self.opening_banner = QLabel(objectName="openingBanner", wordWrap=True)
         self.opening_banner.setStyleSheet("background: #d9822b; color: white; padding: 6px; font-weight: 600;")
         self.opening_banner.hide()
@@ -170,7 +173,8 @@ class MainWindow(QMainWindow):
             file_menu.addAction(action)
         image_menu = file_menu.addMenu("Export Image")
         for label, widget in (("Mask image", self.mask_view), ("Sparsity chart", self.sparsity_chart),
-                              ("Histogram", self.histogram), ("Blocks chart", self.blocks_view)):
+                              ("Histogram", self.histogram), ("Blocks chart", self.blocks_view),
+                              ("Sensitivity chart", self.sensitivity_view)):
             image_menu.addAction(self._action(f"{label}…", lambda _=False, w=widget: self.export_image(w)))
         file_menu.addSeparator()
         file_menu.addAction(self.quit_action)
@@ -242,8 +246,16 @@ class MainWindow(QMainWindow):
         self.tree.undo_requested.connect(c.undo)
         self.tree.show_mask_requested.connect(self._show_mask)
         self.sparsity_chart.tensor_clicked.connect(lambda _name: None)
+        self.sensitivity_view.scan_requested.connect(lambda job: c.run_sensitivity(job, self.sensitivity_view.show))
+        self.sensitivity_view.plan_apply_requested.connect(lambda recipe, label: c.apply_recipe_data(recipe, None,
+                                                                                                      label))
+        self.sensitivity_view.preview.connect(self._preview)
         self.device_combo.activated.connect(lambda _i: c.move_to(str(self.device_combo.currentData())))
         self._update_device_label()
+
+    def _preview(self, name: str, planned: object, note: str) -> None:
+        self.tabs.setCurrentWidget(self.mask_view)
+        self.mask_view.preview(name, planned, note)  # type: ignore[arg-type]
 
     def refresh_pending(self) -> bool:
         """Whether a view is still computing in the background what it will show (benchmarks and tests wait)."""

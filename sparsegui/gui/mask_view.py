@@ -27,7 +27,9 @@ from sparsegui.core.names import split
 from sparsegui.core.nm import parse_nm
 from sparsegui.core.render import Layout, RenderedTensor, is_kept, render_values, state_parts
 from sparsegui.core.render_nm import NMPicture, render_nm
+from sparsegui.core.state import TensorState
 from sparsegui.gui.background import LatestOnly
+from sparsegui.gui.mask_parts import TileAxis, shape_text, span_text, two_colour
 from sparsegui.gui.plot_files import export_png, export_svg
 from sparsegui.gui.session import Selection, Session
 
@@ -43,56 +45,6 @@ EMPTY_TITLE = "Select a tensor in the model tree to see its mask"
 BACKGROUND_LIMIT = 1 << 24  # tensors with more entries are rendered in a background thread
 
 
-def two_colour(cmap: pg.ColorMap) -> pg.ColorMap:
-    """A map with only the end colours of ``cmap``: 0 (pruned) and 1 (kept), nothing in between."""
-    low, high = cmap.map(0.0, mode="qcolor"), cmap.map(1.0, mode="qcolor")
-    return pg.ColorMap(pos=[0.0, 0.5, 0.5, 1.0], color=[low, low, high, high])
-
-
-def _shape_text(shape: tuple[int, ...]) -> str:
-    return "(" + " × ".join(str(s) for s in shape) + ")" if shape else "(scalar)"
-
-
-def _span(what: str, span: range) -> str:
-    return f"{what} {span.start}" if len(span) == 1 else f"{what}s {span.start}–{span.stop - 1}"
-
-
-class _TileAxis(pg.AxisItem):
-    """An axis that labels conv tiles by channel (at tile centres, thinned to fit the zoom) instead of pixels."""
-
-    def __init__(self, orientation: str) -> None:
-        super().__init__(orientation)
-        self.tiles: tuple[int, int, int] | None = None  # (count, tile size, pitch incl. gap)
-
-    def set_tiles(self, tiles: tuple[int, int, int] | None) -> None:
-        self.tiles = tiles
-        self.picture = None
-        self.update()
-
-    def tickValues(self, minVal: float, maxVal: float, size: float) -> list[tuple[float, list[float]]]:
-        if self.tiles is None:
-            return super().tickValues(minVal, maxVal, size)
-        count, extent, pitch = self.tiles
-        minVal, maxVal = sorted((minVal, maxVal))  # an inverted axis passes them the other way round
-        first, last = max(0, math.ceil((minVal - extent / 2) / pitch)), min(count - 1, math.floor(maxVal / pitch))
-        if last < first or size <= 0:
-            return []
-        label = QFontMetrics(self.font()).horizontalAdvance(str(count - 1)) + 10
-        need = label if self.orientation in ("top", "bottom") else 16
-        per_tile = size * pitch / max(maxVal - minVal, 1e-9)
-        step = 1
-        while step * per_tile < need:
-            step *= 2
-        start = math.ceil(first / step) * step
-        return [(float(step * pitch), [c * pitch + extent / 2 for c in range(start, last + 1, step)])]
-
-    def tickStrings(self, values: list[float], scale: float, spacing: float) -> list[str]:
-        if self.tiles is None:
-            return super().tickStrings(values, scale, spacing)
-        _count, extent, pitch = self.tiles
-        return [str(round((v - extent / 2) / pitch)) for v in values]
-
-
 class MaskView(QWidget):
     """Shows the first selected tensor of ``session`` as an image; re-renders when the model changes."""
 
@@ -103,6 +55,7 @@ class MaskView(QWidget):
         self.qualname: str | None = None
         self.rendered: RenderedTensor | None = None
         self.nm: NMPicture | None = None
+        self.previewing: tuple[str, TensorState, str] | None = None  # (tensor, planned state, what it is)
         self._mask: torch.Tensor | BitMask | None = None
         self._title = EMPTY_TITLE
         self._background = LatestOnly(self)
@@ -125,7 +78,7 @@ class MaskView(QWidget):
 
         self.graphics = pg.GraphicsLayoutWidget()
         self.graphics.setObjectName("maskGraphics")
-        self.left_axis, self.bottom_axis = _TileAxis("left"), _TileAxis("bottom")
+        self.left_axis, self.bottom_axis = TileAxis("left"), TileAxis("bottom")
         self.plot: pg.PlotItem = self.graphics.addPlot(axisItems={"left": self.left_axis, "bottom": self.bottom_axis})
         self.plot.invertY(True)
         self.plot.setMenuEnabled(False)
@@ -192,6 +145,13 @@ class MaskView(QWidget):
         self.qualname = qualname
         return self._render(reset_view=new)
 
+    def preview(self, qualname: str, planned: TensorState, note: str) -> bool:
+        """Show tensor ``qualname`` as it would be in ``planned`` (a state not applied: nothing changes), saying
+        ``note``; the next selection or model change shows the model again."""
+        self.previewing = (qualname, planned, note)
+        self.qualname = qualname
+        return self._render(reset_view=True)
+
     def refresh(self) -> None:
         """Render the current tensor again (after a model change or a mode switch), keeping the zoom."""
         if self.qualname is not None:
@@ -202,6 +162,7 @@ class MaskView(QWidget):
         self.qualname = None
         self.rendered = None
         self.nm = None
+        self.previewing = None
         self._mask = None
         self.image.clear()
         self.backdrop.setRect(QRectF())
@@ -231,6 +192,10 @@ class MaskView(QWidget):
         module_name, _, local = qualname.rpartition(".")
         try:
             values, mask = state_parts(self.session.document.structure, self.session.state, module_name, local)
+            if self.previewing is not None and self.previewing[0] == qualname:
+                planned = self.previewing[1]
+                values = planned.values.tensor()
+                mask = planned.pruning.mask if planned.pruning is not None else None
             job = self._job(values, mask, mode)
         except (KeyError, TypeError, ValueError) as exc:
             self._show_error(qualname, exc)
@@ -244,7 +209,7 @@ class MaskView(QWidget):
                 return False
             self._show(qualname, values, mask, rendered, reset_view)
             return True
-        self._set_title(f"{qualname} {_shape_text(tuple(values.shape))} — rendering…")
+        self._set_title(f"{qualname} {shape_text(tuple(values.shape))} — rendering…")
 
         def shown(rendered: RenderedTensor | NMPicture) -> None:
             if self.qualname == qualname and self.mode == mode:
@@ -293,13 +258,15 @@ class MaskView(QWidget):
         self.cursor_label.setText(" ")
         self.colorbar.setLevels(rendered.levels)
         self._set_axes(rendered.layout)
-        title = f"{qualname} {_shape_text(tuple(values.shape))} — {MODES[self.mode]}"
+        title = f"{qualname} {shape_text(tuple(values.shape))} — {MODES[self.mode]}"
         if nm is not None:
-            title = (f"{qualname} {_shape_text(tuple(values.shape))} — {nm.keep}:{nm.group} groups along dim "
+            title = (f"{qualname} {shape_text(tuple(values.shape))} — {nm.keep}:{nm.group} groups along dim "
                      f"{nm.dim}: {nm.compliance:.2%} compliant; red: more than {nm.keep} nonzeros")
         if rendered.downsampled:
             title += f" (downsampled ×{rendered.factor}: {rendered.row_step}×{rendered.col_step} blocks, "
             title += {"mask": "fraction kept)", "nm": "share in such groups)"}.get(self.mode, "mean |w|)")
+        if self.previewing is not None and self.previewing[0] == qualname:
+            title = f"Preview, not applied — {self.previewing[2]}: {title}"
         self._set_title(title)
         if reset_view:  # square pixels keep conv kernels square; matrices fill the view
             aspect = rendered.layout.rows / max(1, rendered.layout.cols)
@@ -393,13 +360,14 @@ class MaskView(QWidget):
         index = ", ".join(str(i) for i in probe.index)
         if rendered.mode == "nm" and self.nm is not None:
             where = f"{self.qualname}[{index}]" if probe.exact else \
-                f"{_span('row', probe.rows)}, {_span('col', probe.cols)} (from {self.qualname}[{index}])"
+                f"{span_text('row', probe.rows)}, {span_text('col', probe.cols)} (from {self.qualname}[{index}])"
             share = f"more than {self.nm.keep} nonzeros in its group of {self.nm.group}" if probe.exact and \
                 probe.value else "its group is compliant" if probe.exact else f"{probe.value:.0%} in groups over N"
             return f"{where}: {share}"
         if not probe.exact:
             what = f"{probe.value:.0%} kept" if rendered.mode == "mask" else f"mean |w| {probe.value:.4g}"
-            return f"{_span('row', probe.rows)}, {_span('col', probe.cols)} (from {self.qualname}[{index}]): {what}"
+            where = f"{span_text('row', probe.rows)}, {span_text('col', probe.cols)}"
+            return f"{where} (from {self.qualname}[{index}]): {what}"
         if rendered.mode == "mask":
             return f"{self.qualname}[{index}]: {'kept' if probe.value else 'pruned'}"
         text = f"{self.qualname}[{index}] = {probe.value + 0.0:.6g}"
@@ -408,10 +376,15 @@ class MaskView(QWidget):
         return text
 
     def _on_selection(self, items: list[Selection]) -> None:
+        self.previewing = None
         if items and items[0].kind in TENSOR_KINDS:
             self.show_tensor(items[0].name)
 
     def _on_model_changed(self) -> None:
+        if self.previewing is not None:
+            self.previewing = None
+            self.refresh()
+            return
         if self.qualname is not None and self.session.is_touched(self.qualname):
             self.refresh()
 
