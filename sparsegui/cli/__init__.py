@@ -120,6 +120,12 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.add_argument("--nm", type=_nm, metavar="N:M", default=None,
                          help="also report each weight's N:M compliance along its input axis (N kept of every M, "
                               "e.g. 2:4): the share of groups with at most N nonzeros")
+    inspect.add_argument("--sizes", action="store_true",
+                         help="also report each tensor's bytes as dense, dense + 1-bit mask, CSR, 2:4 and with zero "
+                              "rows/channels removed")
+    inspect.add_argument("--stats-out", metavar="FILE", default=None,
+                         help="also write the per-tensor table: .csv, or .json as a Netron attachment (drop it on "
+                              "the model in Netron)")
     apply = sub.add_parser("apply", help="replay a recipe and export the result")
     apply.add_argument("recipe", help="a JSON recipe {\"steps\": [...]}")
     _add_source(apply)

@@ -40,14 +40,23 @@ def open_document(args: argparse.Namespace, default_demo: bool = False) -> Docum
 def cmd_inspect(args: argparse.Namespace) -> int:
     from sparsegui.cli import print_json
     from sparsegui.cli.table import render
-    from sparsegui.core.inspection import add_nm_compliance
+    from sparsegui.core.inspection import add_nm_compliance, add_sizes
+    from sparsegui.core.statistics import write_stats
 
+    if args.stats_out is not None:
+        if Path(args.stats_out).suffix.lower() not in (".csv", ".json"):
+            raise ExportError(f"{args.stats_out}: statistics are written as .csv or as a Netron attachment .json")
+        check_outputs([args.stats_out], [args.path] if args.path else [])
     doc = open_document(args)
     doc.scan()  # zeros and NaN/Inf of every tensor, one read of each
     doc.source.digest()
     report = doc.report()
     if args.nm is not None:
         add_nm_compliance(report, doc, *args.nm)
+    if args.sizes:
+        add_sizes(report, doc)
+    if args.stats_out is not None:
+        write_stats(report, args.stats_out)
     if args.json:
         print_json(report.to_json())
     else:

@@ -7,6 +7,8 @@ through :func:`~sparsegui.core.text.printable`: a name cannot drive the terminal
 from __future__ import annotations
 
 from sparsegui.core.inspection import HookInfo, ModelReport
+from sparsegui.core.loading.budgets import size_text
+from sparsegui.core.sizes import NOTE as SIZES_NOTE
 from sparsegui.core.text import printable
 
 
@@ -82,6 +84,11 @@ def render(report: ModelReport) -> str:
         return ("  ".join(cells) + "  " + row[-1]).rstrip()
 
     out = [source_line(report), "", line(header), *map(line, rows)]
+    if report.has_sizes:
+        sizes = report.sizes()
+        names = {"dense": "dense as stored", "dense_mask": "dense + 1-bit mask", "csr": "CSR (int32 indices)",
+                 "nm_2_4": "2:4 where it complies", "shrunk": "zero rows/channels removed"}
+        out += ["", "bytes: " + " · ".join(f"{names[k]} {size_text(v)}" for k, v in sizes.items()), SIZES_NOTE]
     for warning in report.source.get("warnings", []):
         out.append(f"warning: {printable(warning)}")
     if notes:

@@ -20,6 +20,8 @@ from sparsegui.core.energy import Energy, combined
 from sparsegui.core.names import qualify
 from sparsegui.core.nm import compliance
 from sparsegui.core.pruned import forward_tensor_names, method_history, method_record, pruning_hooks
+from sparsegui.core.sizes import NOTE as SIZES_NOTE
+from sparsegui.core.sizes import TensorSizes, tensor_sizes, total_sizes
 from sparsegui.core.state import MethodEntry, ModelState, PackedCustomMask, Pruning, TensorState, scan
 from sparsegui.core.structure import HOOK_DICTS, ModelStructure, ModuleSlot, OtherHook, type_names
 
@@ -78,6 +80,8 @@ class TensorStats:
     """‖W‖² and ‖W ⊙ (1 − M)‖² (:mod:`sparsegui.core.energy`); None when not measured (``counts=False``)."""
     nm_compliance: float | None = None
     """The share of N:M groups along the input axis with at most N nonzeros, when asked for (``inspect --nm``)."""
+    sizes: TensorSizes | None = None
+    """Bytes in each layout (:mod:`sparsegui.core.sizes`), when asked for (``inspect --sizes``)."""
 
     @property
     def sparsity(self) -> float:
@@ -90,7 +94,8 @@ class TensorStats:
     def to_json(self) -> dict[str, Any]:
         out = {**asdict(self), "sparsity": self.sparsity, "norm_removed": _number(self.norm_removed)}
         del out["energy"]
-        for key in ("alias_of", "nm_compliance"):
+        out["sizes"] = None if self.sizes is None else self.sizes.to_json()
+        for key in ("alias_of", "nm_compliance", "sizes"):
             if out[key] is None:
                 del out[key]
         return out
@@ -159,6 +164,15 @@ class ModelReport:
     def sparsity(self) -> float:
         return self.zeros / self.parameters if self.parameters else 0.0
 
+    @property
+    def has_sizes(self) -> bool:
+        return any(t.sizes is not None for m in self.modules for t in m.tensors)
+
+    def sizes(self) -> dict[str, int]:
+        """Bytes of the whole model in each layout (each tensor once)."""
+        return total_sizes(t.sizes for m in self.modules for t in m.tensors
+                           if t.sizes is not None and t.alias_of is None)
+
     def module(self, name: str) -> ModuleInfo:
         return next(m for m in self.modules if m.name == name)
 
@@ -173,6 +187,7 @@ class ModelReport:
                               [t for m in self.modules for t in m.tensors if t.alias_of is None]),
             "tied": [list(group) for group in self.tied],
             **({"nm": self.nm} if self.nm else {}),
+            **({"sizes": self.sizes(), "sizes_note": SIZES_NOTE} if self.has_sizes else {}),
             "modules": [m.to_json() for m in self.modules],
         }
 
@@ -271,6 +286,14 @@ def add_nm_compliance(report: ModelReport, doc: Document, keep: int, group: int)
             if "in" not in axes or stats.shape[axes.index("in")] % group:
                 continue
             stats.nm_compliance = compliance(state.tensors[name].effective(), keep, group, axes.index("in"))
+
+
+def add_sizes(report: ModelReport, doc: Document) -> None:
+    """Set ``sizes`` on every tensor of ``report`` (one read of each)."""
+    for module in report.modules:
+        for stats in module.tensors:
+            name = stats.alias_of or qualify(module.name, stats.name)
+            stats.sizes = tensor_sizes(doc.state.tensors[name], doc.structure.tensors[name].axes)
 
 
 def inspect_document(doc: Document, counts: bool = True) -> ModelReport:

@@ -268,6 +268,32 @@ class Controller(QObject):
         return self.runner.run(label, lambda p, c: scan(doc, p, c), lambda r: (success(r), self.counter.restart()),
                                self._fail("Sensitivity scan failed"))
 
+    def export_stats(self, path: str | Path) -> bool:
+        """The per-tensor table (counts, norm removed, sizes) as CSV or a Netron attachment; reads every tensor."""
+        label = f"Exporting statistics to {Path(path).name}"
+        if not self.gate(label):
+            return False
+        try:
+            check_outputs([Path(path)], [f.path for f in self.session.document.source.files])
+        except SparseGUIError as exc:
+            show_error(self.parent_widget, "Cannot export statistics", exc)
+            return False
+        doc = self.session.document
+
+        def job(progress: Any, cancel: CancelToken) -> Path:
+            from sparsegui.core.inspection import add_sizes
+            from sparsegui.core.statistics import write_stats
+
+            doc.scan(progress=progress, cancel=cancel)
+            report = doc.report()
+            add_sizes(report, doc)
+            return write_stats(report, path)
+
+        self.counter.pause()
+        return self.runner.run(label, job, lambda written: (self.status.emit(f"Wrote {written}"),
+                                                            self.counter.restart()),
+                               self._fail("Cannot export statistics"))
+
     # -- opening -----------------------------------------------------------------------------------------------
     def open_path(self, path: str | Path, options: LoadOptions | None = None,
                   then: Callable[[], None] | None = None) -> bool:

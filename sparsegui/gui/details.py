@@ -19,12 +19,12 @@ from PySide6.QtWidgets import QTextBrowser, QVBoxLayout, QWidget
 
 from sparsegui.core.inspection import HookInfo, ModuleInfo, inspect_module_of
 from sparsegui.core.loading.source import SourceInfo
-from sparsegui.core.nm import check_groups, eligibility
 from sparsegui.core.rows import Row, buffer_count, child_rows, module_row, row_count, row_norm_removed
-from sparsegui.core.state import ModelState, TensorState
+from sparsegui.core.state import ModelState
 from sparsegui.core.stats import Count, Totals
 from sparsegui.core.structure import ModelStructure
 from sparsegui.gui.session import Selection, Session
+from sparsegui.gui.tensor_facts import nm_rows, size_rows
 from sparsegui.gui.tree_text import percent_text, qualify, shape_text, value_text
 
 MAX_ROWS = 200
@@ -97,29 +97,6 @@ def _sparsity(zeros: int | None, numel: int) -> str:
 def _percent(count: Count) -> str:
     sparsity = count.sparsity
     return "…" if count.zeros is None and count.numel else "" if sparsity is None else percent_text(sparsity)
-
-
-NM_READ_LIMIT = 1 << 22
-"""Tensors up to this many entries get their 2:4 compliance here at once; bigger ones in the mask view."""
-
-
-def nm_rows(ts: TensorState, axes: tuple[str | None, ...]) -> list[tuple[str, str]]:
-    """2:4 compliance along the input axis and which 2:4 kernels the weight's shape and dtype allow."""
-    if "in" not in axes:
-        return []
-    dim = axes.index("in")
-    shape = ts.values.shape
-    if shape[dim] % 4:
-        compliance = f"n/a: {shape[dim]} input features are not a multiple of 4"
-    elif ts.numel <= NM_READ_LIMIT:
-        share = check_groups(ts.effective() != 0, 2, 4, dim)[0]
-        compliance = f"{share:.2%} of groups along dim {dim} have ≤ 2 nonzeros"
-    else:
-        compliance = "Mask tab ▸ Show: N:M groups (too big to read here)"
-    kernels = "<br>".join(f"{'✓' if e.ok else '✗'} {escape(e.target)}: {escape(e.reason)}"
-                          for e in eligibility(shape, ts.values.dtype, axes))
-    note = '<br><span class="muted">A mask alone makes nothing faster or smaller: only these kernels use 2:4.</span>'
-    return [("2:4 compliance", compliance), ("2:4 kernels", kernels + note)]
 
 
 def _norm(value: float | None) -> str:
@@ -251,6 +228,7 @@ def tensor_html(view: View, selection: Selection) -> str:
         rows.append(("norm removed", _norm(row_norm_removed(row, view.totals))))
         if ts is not None and row.tensor is not None:
             rows += nm_rows(ts, view.structure.tensors[row.tensor].axes)
+            rows += size_rows(ts, view.structure.tensors[row.tensor].axes, count)
     if row.kind == "parameter":
         rows.append(("requires_grad", str(slot.requires_grad.get(local.removesuffix("_orig"), False))))
     if row.kind == "buffer" and row.key != ("mask",):

@@ -29,5 +29,5 @@ def suggested_path(source: SourceInfo, kind: str) -> str:
     else:
         folder, stem, suffix = Path.cwd(), source.demo or "model", ".pt"
     name = {"pruned": f"{stem}-pruned{suffix}", "masked": f"{stem}-with-masks{suffix}", "masks": f"{stem}-masks.h5",
-            "recipe": f"{stem}.recipe.json", "folder": f"{stem}-pruned"}[kind]
+            "recipe": f"{stem}.recipe.json", "folder": f"{stem}-pruned", "stats": f"{stem}-stats.csv"}[kind]
     return str(folder / name)

@@ -13,7 +13,6 @@ from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QKe
 from PySide6.QtWidgets import (
     QComboBox,
     QDockWidget,
-    QFileDialog,
     QLabel,
     QMainWindow,
     QMenu,
@@ -34,8 +33,8 @@ from sparsegui.gui.blocks_view import BlocksView
 from sparsegui.gui.charts import SparsityChart, WeightHistogram
 from sparsegui.gui.controller import Controller
 from sparsegui.gui.details import DetailsView
-from sparsegui.gui.dialogs import CHECKPOINT_FILTER, ArchitectureDialog, show_about
-from sparsegui.gui.file_names import suggested_path
+from sparsegui.gui.dialogs import show_about
+from sparsegui.gui.file_dialogs import FileDialogs
 from sparsegui.gui.help import action_icon, app_icon, show_shortcuts
 from sparsegui.gui.history_view import HistoryView
 from sparsegui.gui.mask_view import MaskView
@@ -44,10 +43,8 @@ from sparsegui.gui.prune_panel import PrunePanel
 from sparsegui.gui.sensitivity_view import SensitivityView
 from sparsegui.gui.session import Selection, Session
 
-EXPORT_FILTER = "PyTorch (*.pt *.pth);;safetensors (*.safetensors);;HDF5 (*.h5)"
 
-
-class MainWindow(QMainWindow):
+class MainWindow(QMainWindow, FileDialogs):
     def __init__(self, session: Session | None = None) -> None:
         super().__init__()
         self.setObjectName("mainWindow")
@@ -171,6 +168,8 @@ class MainWindow(QMainWindow):
         for action in (self.export_action, self.export_folder_action, self.export_masks_state_action,
                        self.export_masks_action, self.export_recipe_action):
             file_menu.addAction(action)
+        file_menu.addAction(self._action("Export Statistics (CSV, Netron)…", self.export_stats_dialog,
+                                         name="exportStatsAction"))
         image_menu = file_menu.addMenu("Export Image")
         for label, widget in (("Mask image", self.mask_view), ("Sparsity chart", self.sparsity_chart),
                               ("Histogram", self.histogram), ("Blocks chart", self.blocks_view),
@@ -345,70 +344,6 @@ class MainWindow(QMainWindow):
     def open_demo(self, name: str) -> None:
         if self.controller.gate(f"Opening the {name} demo") and self.confirm_discard():
             self.controller.open_demo(name)
-
-    def _start_folder(self) -> str:
-        path = self.session.document.source.path
-        return str(Path(path).parent) if path else ""
-
-    def open_dialog(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Open checkpoint", self._start_folder(), CHECKPOINT_FILTER)
-        if path:
-            self.open_path(path)
-
-    def open_folder_dialog(self) -> None:
-        path = QFileDialog.getExistingDirectory(self, "Open model folder", self._start_folder())
-        if path:
-            self.open_path(path)
-
-    def open_with_architecture(self) -> None:
-        dialog = ArchitectureDialog(self)
-        if dialog.exec():
-            self.open_path(dialog.path.text().strip(), dialog.options())
-
-    def apply_recipe_dialog(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Apply recipe", self._start_folder(),
-                                              "Recipes (*.json);;All files (*)")
-        if path:
-            self.controller.apply_recipe(path)
-
-    def export_dialog(self, keep_masks: bool) -> bool:
-        title = "Export state_dict with masks" if keep_masks else "Export pruned state_dict"
-        suggested = suggested_path(self.session.document.source, "masked" if keep_masks else "pruned")
-        path, _ = QFileDialog.getSaveFileName(self, title, suggested, EXPORT_FILTER)
-        return bool(path) and self.controller.export(path, keep_masks=keep_masks)
-
-    def export_folder_dialog(self) -> bool:
-        """A new model folder (sharded safetensors, index, and the source folder's config and tokenizer files)."""
-        path, _ = QFileDialog.getSaveFileName(self, "Export pruned model folder (a new folder name)",
-                                              suggested_path(self.session.document.source, "folder"),
-                                              "Model folder (*)")
-        if not path:
-            return False
-        if Path(path).suffix:
-            path = str(Path(path).with_suffix(""))
-        return self.controller.export(path)
-
-    def export_masks_dialog(self) -> None:
-        path, _ = QFileDialog.getSaveFileName(self, "Export masks", suggested_path(self.session.document.source,
-                                                                                   "masks"), EXPORT_FILTER)
-        if path:
-            self.controller.export_masks(path)
-
-    def export_recipe_dialog(self) -> None:
-        path, _ = QFileDialog.getSaveFileName(self, "Export recipe", suggested_path(self.session.document.source,
-                                                                                    "recipe"), "Recipes (*.json)")
-        if path:
-            self.controller.export_recipe(path)
-
-    def export_image(self, widget: QWidget) -> None:
-        path, _ = QFileDialog.getSaveFileName(self, "Export image", self._start_folder(),
-                                              "PNG image (*.png);;SVG image (*.svg)")
-        if not path:
-            return
-        if path.lower().endswith(".svg"):
-            widget.save_svg(path)  # type: ignore[attr-defined]
-        else:
-            widget.save_png(path if path.lower().endswith(".png") else path + ".png")  # type: ignore[attr-defined]
 
     # -- Qt overrides ------------------------------------------------------------------------------------------
     def dragEnterEvent(self, event: QDragEnterEvent) -> None:

@@ -199,3 +199,24 @@ def test_export_with_masks_reopens_pruned(window, qtbot, tmp_path, monkeypatch) 
     assert "conv2.weight_orig" in keys and "conv2.weight_mask" in keys
     reopened = load_model(out).model
     assert reopened.get_submodule("conv2").weight_mask.sum() == window.session.document.model.conv2.weight_mask.sum()
+
+
+def test_export_statistics_writes_csv_and_netron(window, qtbot, tmp_path, monkeypatch):  # type: ignore[no-untyped-def]
+    import csv
+    import json
+
+    from PySide6.QtGui import QAction
+
+    window.session.document.prune("l1_unstructured", ["fc1.weight"], amount=0.5)
+    window.session.state_changed()
+    action = window.findChild(QAction, "exportStatsAction")
+    for name, chosen in (("stats.csv", "CSV (*.csv)"), ("netron", "Netron attachment (*.json)")):
+        monkeypatch.setattr("PySide6.QtWidgets.QFileDialog.getSaveFileName",
+                            lambda *a, n=name, c=chosen, **k: (str(tmp_path / n), c))
+        action.trigger()
+        qtbot.waitUntil(lambda: not window.controller.busy, timeout=20000)
+    rows = {r["name"]: r for r in csv.DictReader((tmp_path / "stats.csv").open())}
+    assert float(rows["fc1.weight"]["sparsity"]) == 0.5 and rows["fc1.weight"]["bytes_csr"] == str(24000 * 8 + 121 * 4)
+    attachment = json.loads((tmp_path / "netron.json").read_text())
+    assert attachment["signature"] == "netron:attachment"
+    assert window.shown_errors == []
