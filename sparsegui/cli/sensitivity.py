@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from sparsegui.core.errors import SparseGUIError
-from sparsegui.core.export.atomic import atomic_write
+from sparsegui.core.export.atomic import write_text_atomic
 from sparsegui.core.paths import check_outputs
 from sparsegui.core.text import printable
 
@@ -73,11 +73,11 @@ def cmd_sensitivity(args: argparse.Namespace) -> int:
     plan = make_plan(result, doc.state, args.target) if args.target is not None else None
     if args.csv:
         text = result.to_csv()
-        atomic_write(args.csv, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+        write_text_atomic(args.csv, text)
     if args.plan_out and plan is not None:
         recipe = plan.recipe()
         text = json.dumps(recipe, indent=2) + "\n"
-        atomic_write(args.plan_out, lambda tmp: tmp.write_text(text, encoding="utf-8"), load_recipe)
+        write_text_atomic(args.plan_out, text, load_recipe)
     if args.json:
         from sparsegui.cli import print_json
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from sparsegui.core.errors import ExportError
-from sparsegui.core.export.atomic import atomic_write
+from sparsegui.core.export.atomic import write_text_atomic
 from sparsegui.core.inspection import ModelReport
 from sparsegui.core.names import qualify
 from sparsegui.core.sizes import LAYOUTS
@@ -88,4 +88,4 @@ def write_stats(report: ModelReport, path: str | Path) -> Path:
         text = json.dumps(netron_attachment(report), indent=1) + "\n"
     else:
         raise ExportError(f"{path}: statistics are written as .csv or as a Netron attachment .json")
-    return atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    return write_text_atomic(path, text)

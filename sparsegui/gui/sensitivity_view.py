@@ -28,7 +28,7 @@ from PySide6.QtWidgets import (
 )
 
 from sparsegui.core.errors import SparseGUIError
-from sparsegui.core.export.atomic import atomic_write
+from sparsegui.core.export.atomic import write_text_atomic
 from sparsegui.core.inputs import Inputs, load_inputs
 from sparsegui.core.methods import available_methods
 from sparsegui.core.plan import Plan, make_plan
@@ -336,7 +336,7 @@ class SensitivityView(QWidget):
         if path:
             text = self.result.to_csv()
             try:
-                atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+                write_text_atomic(path, text)
             except SparseGUIError as exc:
                 show_error(self, "Cannot export the scan", exc)
 

@@ -177,3 +177,16 @@ def _fsync_dir(folder: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def write_text_atomic(target: str | Path, text: str, verify: Callable[[Path], object] | None = None) -> Path:
+    """:func:`atomic_write` of a UTF-8 text file (``verify`` reads the temporary file back before it replaces
+    anything)."""
+    def write(path: Path) -> None:
+        path.write_text(text, encoding="utf-8")
+
+    def check(path: Path) -> None:
+        if verify is not None:
+            verify(path)
+
+    return atomic_write(target, write, check)
