@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import math
 
 from sparsegui.core.text import printable
@@ -13,8 +11,6 @@ DESCRIPTION = """Compare two checkpoints (any formats SparseGUI opens, folders a
 matched by name: status (same, changed, only_a, only_b, shape_changed), sparsity on each side, the share of entries
 that changed, the relative change ‖B − A‖ / ‖A‖ and the Jaccard index of the zero entries."""
 
-COLUMNS = ("name", "status", "shape_a", "shape_b", "sparsity_a", "sparsity_b", "changed_fraction", "relative_change",
-           "zero_jaccard")
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -41,19 +37,9 @@ def _cell(value: object) -> str:
     return str(value)
 
 
-def table_csv(rows: list[dict[str, object]]) -> str:
-    out = io.StringIO()
-    writer = csv.DictWriter(out, COLUMNS, lineterminator="\n", extrasaction="ignore")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({k: "" if row.get(k) is None else ("x".join(map(str, row[k])) if isinstance(row[k], list)
-                                                            else row[k]) for k in COLUMNS})
-    return out.getvalue()
-
-
 def cmd_diff(args: argparse.Namespace) -> int:
     from sparsegui.cli import print_json
-    from sparsegui.core.diff import diff_documents
+    from sparsegui.core.diff import COLUMNS, diff_documents
     from sparsegui.core.document import Document
     from sparsegui.core.export.atomic import write_text_atomic
     from sparsegui.core.loading import LoadOptions
@@ -68,7 +54,7 @@ def cmd_diff(args: argparse.Namespace) -> int:
     result = diff_documents(a, b)
     data = result.to_json()
     if args.csv:
-        write_text_atomic(args.csv, table_csv(data["tensors"]))
+        write_text_atomic(args.csv, result.to_csv())
     if args.json:
         print_json(data)
         return 0

@@ -14,6 +14,8 @@ Values are compared in the promoted dtype of the two sides.
 
 from __future__ import annotations
 
+import csv
+import io
 import math
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -29,6 +31,8 @@ if TYPE_CHECKING:
     from sparsegui.core.document import Document
 
 STATUSES = ("same", "changed", "only_a", "only_b", "shape_changed")
+COLUMNS = ("name", "status", "shape_a", "shape_b", "sparsity_a", "sparsity_b", "changed_fraction", "relative_change",
+           "zero_jaccard")
 
 
 @dataclass
@@ -75,6 +79,16 @@ class Diff:
 
     def to_json(self) -> dict[str, Any]:
         return {"a": self.a, "b": self.b, "tensors": [t.to_json() for t in self.tensors], "totals": self.totals()}
+
+    def to_csv(self) -> str:
+        """The table as CSV (shapes as ``120x400``, empty cells where a value does not apply)."""
+        out = io.StringIO()
+        writer = csv.DictWriter(out, COLUMNS, lineterminator="\n", extrasaction="ignore")
+        writer.writeheader()
+        for row in self.to_json()["tensors"]:
+            writer.writerow({k: "" if row[k] is None else "x".join(map(str, row[k])) if isinstance(row[k], list)
+                             else row[k] for k in COLUMNS})
+        return out.getvalue()
 
     def most_changed(self) -> list[TensorDiff]:
         """Tensors by relative change, largest first (then the ones that exist on one side only)."""

@@ -294,6 +294,26 @@ class Controller(QObject):
                                                             self.counter.restart()),
                                self._fail("Cannot export statistics"))
 
+    def compare_with(self, path: str | Path, done: Callable[[Any, Document, str], None]) -> bool:
+        """Open ``path`` and compare the open model (as it is now) with it, as a job; ``done(diff, other, name)``."""
+        name = Path(path).name
+        label = f"Comparing with {name}"
+        if not self.gate(label):
+            return False
+        doc = self.session.document
+
+        def job(progress: Any, cancel: CancelToken) -> tuple[Any, Document]:
+            from sparsegui.core.diff import diff_documents
+
+            other = Document.open(path, LoadOptions(), cancel=cancel)
+            return diff_documents(doc, other, progress, cancel), other
+
+        self.counter.pause()
+        return self.runner.run(label, job, lambda result: (done(result[0], result[1], name),
+                                                           self.status.emit(f"Compared with {name}"),
+                                                           self.counter.restart()),
+                               self._fail(f"Cannot compare with {name}"))
+
     # -- opening -----------------------------------------------------------------------------------------------
     def open_path(self, path: str | Path, options: LoadOptions | None = None,
                   then: Callable[[], None] | None = None) -> bool:

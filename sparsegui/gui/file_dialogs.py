@@ -103,6 +103,18 @@ class FileDialogs:
             path += ".json" if "Netron" in chosen else ".csv"
         self.controller.export_stats(path)
 
+    def compare_dialog(self) -> None:
+        """Compare the open model with another checkpoint (a file, or a model folder's index or config)."""
+        path, _ = QFileDialog.getOpenFileName(self._parent(), "Compare with", self._start_folder(),
+                                              CHECKPOINT_FILTER)
+        if path:
+            self.controller.compare_with(path, self._compared)
+
+    def _compared(self, diff: object, other: object, name: str) -> None:
+        view = self.compare_view  # type: ignore[attr-defined]
+        view.show_diff(diff, other, name)
+        self.tabs.setCurrentWidget(view)  # type: ignore[attr-defined]
+
     def _parent(self) -> QWidget:
         assert isinstance(self, QWidget)
         return self

@@ -31,6 +31,7 @@ from sparsegui.core.devices import list_devices
 from sparsegui.core.document import Document
 from sparsegui.gui.blocks_view import BlocksView
 from sparsegui.gui.charts import SparsityChart, WeightHistogram
+from sparsegui.gui.compare_view import CompareView
 from sparsegui.gui.controller import Controller
 from sparsegui.gui.details import DetailsView
 from sparsegui.gui.dialogs import show_about
@@ -81,6 +82,8 @@ class MainWindow(QMainWindow, FileDialogs):
         self.blocks_view.available.connect(lambda shown: self.tabs.setTabVisible(2, shown))
         self.sensitivity_view = SensitivityView(self.session)
         self.tabs.addTab(self.sensitivity_view, "Sensitivity")
+        self.compare_view = CompareView(self.session)
+        self.tabs.addTab(self.compare_view, "Compare")
         self.opening_banner = QLabel(objectName="openingBanner", wordWrap=True)
         self.opening_banner.setStyleSheet("background: #d9822b; color: white; padding: 6px; font-weight: 600;")
         self.opening_banner.hide()
@@ -170,6 +173,7 @@ class MainWindow(QMainWindow, FileDialogs):
             file_menu.addAction(action)
         file_menu.addAction(self._action("Export Statistics (CSV, Netron)…", self.export_stats_dialog,
                                          name="exportStatsAction"))
+        file_menu.addAction(self._action("Compare With…", self.compare_dialog, name="compareAction"))
         image_menu = file_menu.addMenu("Export Image")
         for label, widget in (("Mask image", self.mask_view), ("Sparsity chart", self.sparsity_chart),
                               ("Histogram", self.histogram), ("Blocks chart", self.blocks_view),

@@ -7,8 +7,9 @@ on the UI thread, in :meth:`Session.set_state_changed` after a commit, undo or r
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from PySide6.QtCore import QObject, Signal
 
@@ -69,6 +70,7 @@ class Session(QObject):
     counts_changed = Signal()
     selection_changed = Signal(list)
     busy_changed = Signal(bool)
+    comparison_changed = Signal()
 
     def __init__(self, document: Document | None = None, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -78,6 +80,8 @@ class Session(QObject):
         self._shown: ModelState = self._document.state  # the state the last model_changed announced
         self._totals: Totals | None = None
         self.changed: list[str] | None = None
+        self.comparison: Mapping[str, Any] | None = None
+        """Tensor name → its :class:`~sparsegui.core.diff.TensorDiff` against a compared checkpoint, or None."""
 
     @property
     def document(self) -> Document:
@@ -139,6 +143,11 @@ class Session(QObject):
         if list(items) != self._selection:
             self._selection = list(items)
             self.selection_changed.emit(list(items))
+
+    def set_comparison(self, comparison: Mapping[str, Any] | None) -> None:
+        if comparison is not None or self.comparison is not None:
+            self.comparison = comparison
+            self.comparison_changed.emit()
 
     @property
     def busy(self) -> bool:

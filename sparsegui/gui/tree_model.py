@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from PySide6.QtCore import QAbstractItemModel, QModelIndex, QObject, QPersistentModelIndex, Qt, Signal
+from PySide6.QtGui import QColor
 
 from sparsegui.core.rows import row_count, row_norm_removed
 from sparsegui.gui.session import Selection, Session
@@ -49,6 +50,7 @@ class ModuleTreeModel(QAbstractItemModel):
         session.document_replaced.connect(self.reset)
         session.model_changed.connect(self.refresh)
         session.counts_changed.connect(self.recount)
+        session.comparison_changed.connect(self._relayout)
 
     # -- building ---------------------------------------------------------------------------------------------------
     def _make_children(self, node: Node) -> list[Node]:
@@ -121,11 +123,28 @@ class ModuleTreeModel(QAbstractItemModel):
             return kind_icon(self._icon_kind(node))
         if role == SPARSITY_ROLE and column == SPARSITY:
             return self._stats(node)[2]
+        if role == Qt.ItemDataRole.BackgroundRole and self.session.comparison is not None:
+            return self._compare_tint(node)
         if role == KIND_ROLE:
             return node.kind
         if role == Qt.ItemDataRole.TextAlignmentRole and column in (SIZE, NORM):
             return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         return None
+
+    def _compare_tint(self, node: Node) -> QColor | None:
+        """A compared tensor's row: orange as strong as its relative change, red when only in A, purple when
+        reshaped."""
+        if node.kind != "tensor" or node.data.tensor is None:
+            return None
+        found = self.session.comparison.get(node.data.tensor) if self.session.comparison else None
+        if found is None or found.status == "same":
+            return None
+        if found.status == "only_a":
+            return QColor(200, 40, 40, 90)
+        if found.status == "shape_changed":
+            return QColor(150, 60, 200, 90)
+        change = found.relative_change if found.relative_change is not None else 1.0
+        return QColor(255, 140, 0, int(40 + 150 * min(1.0, change if change == change else 1.0)))
 
     # -- cells ------------------------------------------------------------------------------------------------------
     def _icon_kind(self, node: Node) -> str:
