@@ -92,7 +92,7 @@ class CompareView(QWidget):
         for plot, _ in self.panels[1:]:
             plot.setXLink(self.panels[0][0])
             plot.setYLink(self.panels[0][0])
-        self.tensor_label = QLabel(" ", objectName="compareTensorLabel")
+        self.tensor_label = QLabel(" ", objectName="compareTensorLabel", wordWrap=True)
 
         left = QWidget()
         left_layout = QVBoxLayout(left)
