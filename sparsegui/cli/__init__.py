@@ -132,6 +132,9 @@ def build_parser() -> argparse.ArgumentParser:
     apply.add_argument("-o", "--output", required=True, help="where to write: a .pt, .pth, .safetensors or .h5 file, "
                        "or a new model folder (a name without extension): sharded safetensors, index and the source "
                        "folder's other files, loadable with transformers' from_pretrained")
+    apply.add_argument("--mask-layout", choices=("torch", "modelopt", "asp", "llm-compressor"), default="torch",
+                       help="with --keep-masks: torch's X_orig/X_mask (default), or the pruned weights with masks as "
+                            "NVIDIA ModelOpt (._weight_mask), apex ASP (.__weight_mma_mask) or llm-compressor (.mask)")
     apply.add_argument("--shard-size", type=_size, default=None, metavar="SIZE",
                        help="largest shard of a model folder export, e.g. 5GB (the default), 500MB")
     apply.add_argument("--keep-masks", action="store_true", help="export *_orig/*_mask instead of a clean state_dict")

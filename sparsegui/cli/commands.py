@@ -79,6 +79,8 @@ def check_output(path: str, folder_ok: bool = False) -> None:
 
 
 def cmd_apply(args: argparse.Namespace) -> int:
+    if args.mask_layout != "torch" and not args.keep_masks:
+        raise ExportError("--mask-layout says how to write masks: add --keep-masks")
     outputs = [o for o in (args.output, args.masks_out) if o is not None]
     check_output(args.output, folder_ok=not args.keep_masks)
     if args.masks_out is not None:
@@ -97,7 +99,8 @@ def cmd_apply(args: argparse.Namespace) -> int:
     steps = apply_recipe(doc, recipe, base_dir=recipe_path.parent.resolve(), trust=args.trust)
     if args.device != "cpu":
         doc.move_to("cpu")
-    written = doc.export(args.output, keep_masks=args.keep_masks, shard_size=args.shard_size)
+    written = doc.export(args.output, keep_masks=args.keep_masks, shard_size=args.shard_size,
+                         mask_layout=args.mask_layout)
     if args.masks_out:
         doc.export_masks(args.masks_out)
     doc.scan()  # only what the masks do not already tell (usually a first read of the originals)

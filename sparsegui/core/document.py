@@ -379,16 +379,18 @@ class Document:
         return recipe_from_steps(self.history.steps())
 
     def export(self, path: str | Path, *, keep_masks: bool = False, shard_size: int | None = None,
-               progress: ProgressCallback | None = None, cancel: CancelToken | None = None) -> Path:
+               mask_layout: str = "torch", progress: ProgressCallback | None = None,
+               cancel: CancelToken | None = None) -> Path:
         """Write the state_dict atomically (the state as it is now); a cancel before the final rename leaves the old
-        file as it was. Marks the history clean at the state written."""
+        file as it was. Marks the history clean at the state written. With ``keep_masks``, ``mask_layout`` says how:
+        torch's ``X_orig``/``X_mask``, or ``modelopt``, ``asp``, ``llm-compressor`` (:mod:`~.mask_layouts`)."""
         from sparsegui.core.exporting import export_state
 
         self.check_source("the export")
         state, index = self.state, self.history.index
         written = export_state(self.structure, state, self.source, self.history.steps(), path,
-                               keep_masks=keep_masks, shard_size=shard_size or SHARD_SIZE, progress=progress,
-                               cancel=cancel)
+                               keep_masks=keep_masks, shard_size=shard_size or SHARD_SIZE,
+                               mask_layout=mask_layout, progress=progress, cancel=cancel)
         if self.history.index == index and self.state is state:
             self.history.mark_clean()
         return written

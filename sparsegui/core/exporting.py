@@ -14,10 +14,12 @@ from typing import Any
 from sparsegui.core.errors import ExportError
 from sparsegui.core.export import export_tensors, mask_tensors, write_masks, write_state_dict
 from sparsegui.core.export.folder import SHARD_SIZE, is_folder_target, write_folder
+from sparsegui.core.export.state import with_tool_masks
 from sparsegui.core.export.writers import format_for
 from sparsegui.core.inspection import entry_record
 from sparsegui.core.loading.folders import Folder
 from sparsegui.core.loading.source import SourceInfo
+from sparsegui.core.mask_layouts import LAYOUTS
 from sparsegui.core.names import qualify
 from sparsegui.core.progress import CancelToken, ProgressCallback, report
 from sparsegui.core.state import ModelState
@@ -40,7 +42,8 @@ def tensor_attributes(structure: ModelStructure, state: ModelState) -> dict[str,
 
 def export_state(structure: ModelStructure, state: ModelState, source: SourceInfo, steps: Sequence[dict[str, Any]],
                  path: str | Path, *, keep_masks: bool = False, shard_size: int = SHARD_SIZE,
-                 progress: ProgressCallback | None = None, cancel: CancelToken | None = None) -> Path:
+                 mask_layout: str = "torch", progress: ProgressCallback | None = None,
+                 cancel: CancelToken | None = None) -> Path:
     """Write the state_dict under the source's own key names and order (pruning made permanent unless
     ``keep_masks``), tensor by tensor where the format allows. A target without an extension is a model folder
     (sharded safetensors, index, and the source folder's other files)."""
@@ -56,6 +59,14 @@ def export_state(structure: ModelStructure, state: ModelState, source: SourceInf
     # per-tensor sparsity attributes: only HDF5 stores them, and counting zeros may read every tensor
     per_tensor = tensor_attributes(structure, state) if format_for(Path(path)) == "hdf5" else {}
     prefix = source.prefix
+    if mask_layout not in LAYOUTS:
+        raise ExportError(f"unknown mask layout {mask_layout!r}; choose one of: {', '.join(LAYOUTS)}")
+    if keep_masks and mask_layout != "torch":  # another tool's layout: the pruned weights and bool masks
+        tensors = with_tool_masks(export_tensors(structure, state, source.key_order, prefix), structure, state,
+                                  mask_layout, prefix)
+        return write_state_dict(path, tensors, attrs={prefix + k: v for k, v in per_tensor.items()},
+                                metadata={"sparsegui_recipe": json.dumps(list(steps)), "mask_layout": mask_layout},
+                                contents=f"state_dict+{mask_layout} masks", progress=progress, cancel=cancel)
     tensors = export_tensors(structure, state, source.key_order, prefix, keep_masks)
     attrs = {prefix + k: v for k, v in per_tensor.items()}
     masks: set[str] = set()

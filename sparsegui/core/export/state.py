@@ -152,3 +152,25 @@ def mask_tensors(structure: ModelStructure, state: ModelState) -> LazyTensors:
         assert pruning is not None
         out[name] = Lazy(f"mask:{name}", pruning.mask.bool_tensor, torch.bool, pruning.mask.shape)
     return LazyTensors(out)
+
+
+def with_tool_masks(tensors: LazyTensors, structure: ModelStructure, state: ModelState, layout: str,
+                    prefix: str = "") -> LazyTensors:
+    """A clean export with each pruned tensor's mask (bool) under ``layout``'s key right after it (ModelOpt leaves
+    out a mask of all ones, as ModelOpt does)."""
+    from sparsegui.core.mask_layouts import mask_key
+
+    masks: dict[str, Lazy] = {}
+    for name in state.pruned_names():
+        pruning = state.tensors[name].pruning
+        assert pruning is not None
+        if layout == "modelopt" and pruning.mask.zeros == 0:
+            continue
+        for qualname in (name, *structure.tensors[name].aliases):
+            masks[prefix + qualname] = Lazy(f"mask:{name}", pruning.mask.bool_tensor, torch.bool, pruning.mask.shape)
+    out: dict[str, Lazy] = {}
+    for key in tensors:
+        out[key] = tensors.info(key)
+        if key in masks:
+            out[prefix + mask_key(layout, key[len(prefix):])] = masks[key]
+    return LazyTensors(out)

@@ -36,6 +36,7 @@ from sparsegui.core.loading.trusted import (
     name_kinds,
     require_trust,
 )
+from sparsegui.core.mask_layouts import split_tool_masks
 from sparsegui.core.paths import shard_files
 from sparsegui.core.progress import CancelToken, ProgressCallback, check, report
 from sparsegui.core.safety import require_safe_torch
@@ -85,6 +86,9 @@ def _from_state_dict(
     state = bounded_views(state, filename)
     stripped, source.prefix = strip_wrapper_prefix(state)
     clean, masks = split_pruned(stripped)
+    clean, tool_masks, layout = split_tool_masks(clean)
+    source.mask_layout = layout or ("torch" if masks else None)
+    masks.update(tool_masks)
     source.key_order = list(clean)
     model: nn.Module | None = None
     if options.arch:

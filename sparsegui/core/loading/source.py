@@ -75,6 +75,9 @@ class SourceInfo:
     """Every file the tensors were read from, as it was then (the index and each shard of a sharded model)."""
     in_memory: bool = True
     """Whether the tensors were copied into memory (small files) rather than memory-mapped from the files."""
+    mask_layout: str | None = None
+    """How the file held masks, when it did: ``torch`` (``X_orig``/``X_mask``), ``modelopt``, ``asp`` or
+    ``llm-compressor`` (:mod:`sparsegui.core.mask_layouts`)."""
 
     def disk_change(self) -> tuple[str, str] | None:
         """``(kind, message)`` for the first file that changed on disk since it was read, or None."""
@@ -115,4 +118,5 @@ class SourceInfo:
             "unexpected_keys": list(self.unexpected_keys),
             "warnings": list(self.warnings),
             "sha256": self.sha256,
+            "mask_layout": self.mask_layout,
         }
