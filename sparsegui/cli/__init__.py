@@ -19,9 +19,9 @@ from sparsegui.core.errors import SparseGUIError
 from sparsegui.core.paths import check_regular_input
 from sparsegui.core.text import printable
 
-SUBCOMMANDS = ("inspect", "apply", "sensitivity", "diff", "methods", "devices")
+SUBCOMMANDS = ("inspect", "apply", "sensitivity", "diff", "script", "methods", "devices")
 USAGE = """%(prog)s [PATH] [--demo NAME] [--key KEY] [--arch PKG.MODULE:FACTORY] [--trust]
-       %(prog)s {inspect,apply,sensitivity,diff,methods,devices} ... (%(prog)s COMMAND --help)"""
+       %(prog)s {inspect,apply,sensitivity,diff,script,methods,devices} ... (%(prog)s COMMAND --help)"""
 DESCRIPTION = ("See and shape sparsity in PyTorch checkpoints. 'sparsegui [PATH]' opens the desktop app on a "
                "checkpoint file or Hugging Face model folder (the lenet demo without one); the commands run headless.")
 
@@ -142,6 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
     apply.add_argument("--device", default="cpu", help="where to prune: cpu, cuda, cuda:N, mps")
     sensitivity.add_parser(sub, _add_source)
     diff.add_parser(sub)
+    diff.add_script_parser(sub, _add_source)
     sub.add_parser("methods", help="list the pruning methods, plugins included")
     sub.add_parser("devices", help="list the devices a model can move to")
     return parser

@@ -129,11 +129,11 @@ def cmd_devices(_: argparse.Namespace) -> int:
 
 
 def run_command(args: argparse.Namespace) -> int:
-    from sparsegui.cli.diff import cmd_diff
+    from sparsegui.cli.diff import cmd_diff, cmd_script
     from sparsegui.cli.sensitivity import cmd_sensitivity
 
     handlers = {"inspect": cmd_inspect, "apply": cmd_apply, "sensitivity": cmd_sensitivity, "diff": cmd_diff,
-                "methods": cmd_methods, "devices": cmd_devices}
+                "script": cmd_script, "methods": cmd_methods, "devices": cmd_devices}
     return handlers[args.command](args)
 
 

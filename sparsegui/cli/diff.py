@@ -71,3 +71,43 @@ def cmd_diff(args: argparse.Namespace) -> int:
                   f"{totals['changed_fraction']:.2%} of compared entries changed"]
     print("\n".join(lines))
     return 0
+
+
+def add_script_parser(sub: argparse._SubParsersAction, add_source: object) -> None:  # type: ignore[type-arg]
+    parser = sub.add_parser("script", help="write a recipe's session as a plain PyTorch script",
+                            description="Write a standalone Python script that does what applying RECIPE to the "
+                                        "model does, with torch.nn.utils.prune only (no SparseGUI import).")
+    parser.add_argument("recipe", help="a JSON recipe {\"steps\": [...]}")
+    add_source(parser)  # type: ignore[operator]
+    parser.add_argument("-o", "--output", required=True, help="the script to write (.py)")
+    parser.add_argument("--save-as", default=None, metavar="FILE",
+                        help="where the script saves the pruned state_dict by default (.pt or .safetensors)")
+    parser.add_argument("--keep-masks", action="store_true", help="the script saves X_orig and X_mask")
+
+
+def cmd_script(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from sparsegui.cli.commands import open_document
+    from sparsegui.core.errors import ExportError
+    from sparsegui.core.export.atomic import write_text_atomic
+    from sparsegui.core.paths import check_outputs
+    from sparsegui.core.recipe import apply_recipe, load_recipe, require_recipe_trust
+    from sparsegui.core.script import session_script
+
+    if not args.output.endswith(".py"):
+        raise ExportError(f"{args.output}: a script is written as a .py file")
+    check_outputs([args.output], [p for p in (args.recipe, args.path) if p])
+    recipe_path = Path(args.recipe)
+    recipe = load_recipe(recipe_path)
+    require_recipe_trust(recipe, recipe_path.parent.resolve(), args.trust, f"recipe {recipe_path.name}")
+    doc = open_document(args)
+    apply_recipe(doc, recipe, base_dir=recipe_path.parent.resolve(), trust=args.trust)
+    save_as = args.save_as or str(Path(args.output).with_suffix("")) + (
+        ".safetensors" if (doc.source.weights or doc.source.path or "").endswith((".safetensors", ".json"))
+        else ".pt")
+    text = session_script(doc.source, doc.structure, doc.history.steps(), save_as, keep_masks=args.keep_masks,
+                          base_dir=recipe_path.parent.resolve())
+    write_text_atomic(args.output, text)
+    print(printable(f"wrote {args.output} ({len(doc.history.steps())} step(s); it saves to {save_as})"))
+    return 0

@@ -294,6 +294,24 @@ class Controller(QObject):
                                                             self.counter.restart()),
                                self._fail("Cannot export statistics"))
 
+    def export_script(self, path: str | Path) -> bool:
+        """Write the session (the history's steps) as a plain PyTorch script; it saves beside itself by default."""
+        from sparsegui.core.export.atomic import write_text_atomic
+        from sparsegui.core.script import session_script
+
+        doc = self.session.document
+        source = doc.source
+        save_as = str(Path(path).with_suffix("")) + (
+            ".safetensors" if (source.weights or source.path or "").endswith((".safetensors", ".json")) else ".pt")
+        try:
+            check_outputs([Path(path)], [f.path for f in source.files])
+            write_text_atomic(path, session_script(source, doc.structure, doc.history.steps(), save_as))
+        except SparseGUIError as exc:
+            show_error(self.parent_widget, "Cannot export the script", exc)
+            return False
+        self.status.emit(f"Wrote {path}: python {Path(path).name} saves the pruned model to {Path(save_as).name}")
+        return True
+
     def compare_with(self, path: str | Path, done: Callable[[Any, Document, str], None]) -> bool:
         """Open ``path`` and compare the open model (as it is now) with it, as a job; ``done(diff, other, name)``."""
         name = Path(path).name

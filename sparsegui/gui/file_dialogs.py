@@ -103,6 +103,15 @@ class FileDialogs:
             path += ".json" if "Netron" in chosen else ".csv"
         self.controller.export_stats(path)
 
+    def export_script_dialog(self) -> None:
+        """The session as a standalone PyTorch script (torch.nn.utils.prune only)."""
+        source = self.session.document.source
+        path, _ = QFileDialog.getSaveFileName(self._parent(), "Export Python script",
+                                              str(Path(suggested_path(source, "recipe")).with_name("prune_session.py")),
+                                              "Python (*.py)")
+        if path:
+            self.controller.export_script(path if path.endswith(".py") else path + ".py")
+
     def compare_dialog(self) -> None:
         """Compare the open model with another checkpoint (a file, or a model folder's index or config)."""
         path, _ = QFileDialog.getOpenFileName(self._parent(), "Compare with", self._start_folder(),

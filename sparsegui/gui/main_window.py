@@ -173,6 +173,7 @@ class MainWindow(QMainWindow, FileDialogs):
             file_menu.addAction(action)
         file_menu.addAction(self._action("Export Statistics (CSV, Netron)…", self.export_stats_dialog,
                                          name="exportStatsAction"))
+        file_menu.addAction(self._action("Export Python Script…", self.export_script_dialog, name="exportScriptAction"))
         file_menu.addAction(self._action("Compare With…", self.compare_dialog, name="compareAction"))
         image_menu = file_menu.addMenu("Export Image")
         for label, widget in (("Mask image", self.mask_view), ("Sparsity chart", self.sparsity_chart),

@@ -220,3 +220,25 @@ def test_export_statistics_writes_csv_and_netron(window, qtbot, tmp_path, monkey
     attachment = json.loads((tmp_path / "netron.json").read_text())
     assert attachment["signature"] == "netron:attachment"
     assert window.shown_errors == []
+
+
+def test_export_python_script_runs_and_matches(window, qtbot, tmp_path, monkeypatch):  # type: ignore[no-untyped-def]
+    import subprocess
+    import sys
+
+    from PySide6.QtGui import QAction
+
+    doc = window.session.document
+    doc.prune("random_unstructured", ["fc1.weight"], amount=0.4, seed=2)
+    doc.prune("ln_structured", ["conv2.weight"], amount=0.5, n=1, dim=0)
+    window.session.state_changed()
+    monkeypatch.setattr("PySide6.QtWidgets.QFileDialog.getSaveFileName",
+                        lambda *a, **k: (str(tmp_path / "prune_session.py"), ""))
+    window.findChild(QAction, "exportScriptAction").trigger()
+    assert window.shown_errors == []
+    done = subprocess.run([sys.executable, str(tmp_path / "prune_session.py"), str(tmp_path / "out.pt")],
+                          capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr
+    out = torch.load(tmp_path / "out.pt", weights_only=True)
+    assert torch.equal(out["fc1.weight"], doc.model.fc1.weight)
+    assert torch.equal(out["conv2.weight"], doc.model.conv2.weight)
