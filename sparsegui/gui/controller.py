@@ -13,6 +13,7 @@ Dialogs are looked up in this module's namespace (``QMessageBox``) so tests can 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -23,14 +24,14 @@ from sparsegui.core.document import Document
 from sparsegui.core.errors import Cancelled, SparseGUIError, TrustRequired
 from sparsegui.core.loading import LoadOptions
 from sparsegui.core.operations import Change, MaskSource
-from sparsegui.core.paths import check_outputs
 from sparsegui.core.progress import CancelToken
-from sparsegui.core.recipe import load_recipe, plan_recipe, recipe_code, save_recipe
+from sparsegui.core.recipe import load_recipe, plan_recipe, recipe_code
 from sparsegui.core.steps import RemoveStep, Step
 from sparsegui.gui.counting import BackgroundCounter
 from sparsegui.gui.errors import show_error
 from sparsegui.gui.session import Session
 from sparsegui.gui.worker import JobRunner
+from sparsegui.gui.writing import Writing
 
 MAX_RECENT = 10
 
@@ -48,7 +49,21 @@ def is_out_of_memory(exc: BaseException) -> bool:
     return False
 
 
-class Controller(QObject):
+def can_build_classes(path: str) -> bool:
+    """Whether ``path`` is a model folder whose real architecture ``transformers`` could build."""
+    from sparsegui.core.loading import hf_arch
+    from sparsegui.core.loading.folders import find_folder
+
+    if not Path(path).is_dir():
+        return False
+    try:
+        folder = find_folder(Path(path))
+    except SparseGUIError:
+        return False
+    return folder is not None and hf_arch.can_build(folder)
+
+
+class Controller(QObject, Writing):
     """Owns the job runner and the background counter; turns user intents into core calls, through one gate."""
 
     status = Signal(str)
@@ -118,6 +133,9 @@ class Controller(QObject):
             show_error(self.parent_widget, title, exc, details if not str(exc) else "")
 
         return handler
+
+    def _error(self, title: str, exc: BaseException) -> None:
+        show_error(self.parent_widget, title, exc)
 
     def _changed(self) -> None:
         self.session.state_changed()
@@ -251,87 +269,6 @@ class Controller(QObject):
         return self.runner.run(label, lambda p, c: doc.move_to(device, cancel=c, progress=p), success,
                                self._fail(f"Cannot move the model to {device}"))
 
-    def run_sensitivity(self, scan: Callable[[Document, Any, CancelToken], Any], done: Callable[[Any], None]
-                        ) -> bool:
-        """Run a sensitivity scan as a job: it reads the state and changes nothing, but it holds the gate (a job
-        changing the model meanwhile would make the scan describe a model that no longer exists)."""
-        label = "Sensitivity scan"
-        if not self.gate(label):
-            return False
-        doc = self.session.document
-
-        def success(result: Any) -> None:
-            self.status.emit("Sensitivity scan done; the model is unchanged")
-            done(result)
-
-        self.counter.pause()
-        return self.runner.run(label, lambda p, c: scan(doc, p, c), lambda r: (success(r), self.counter.restart()),
-                               self._fail("Sensitivity scan failed"))
-
-    def export_stats(self, path: str | Path) -> bool:
-        """The per-tensor table (counts, norm removed, sizes) as CSV or a Netron attachment; reads every tensor."""
-        label = f"Exporting statistics to {Path(path).name}"
-        if not self.gate(label):
-            return False
-        try:
-            check_outputs([Path(path)], [f.path for f in self.session.document.source.files])
-        except SparseGUIError as exc:
-            show_error(self.parent_widget, "Cannot export statistics", exc)
-            return False
-        doc = self.session.document
-
-        def job(progress: Any, cancel: CancelToken) -> Path:
-            from sparsegui.core.inspection import add_sizes
-            from sparsegui.core.statistics import write_stats
-
-            doc.scan(progress=progress, cancel=cancel)
-            report = doc.report()
-            add_sizes(report, doc)
-            return write_stats(report, path)
-
-        self.counter.pause()
-        return self.runner.run(label, job, lambda written: (self.status.emit(f"Wrote {written}"),
-                                                            self.counter.restart()),
-                               self._fail("Cannot export statistics"))
-
-    def export_script(self, path: str | Path) -> bool:
-        """Write the session (the history's steps) as a plain PyTorch script; it saves beside itself by default."""
-        from sparsegui.core.export.atomic import write_text_atomic
-        from sparsegui.core.script import session_script
-
-        doc = self.session.document
-        source = doc.source
-        save_as = str(Path(path).with_suffix("")) + (
-            ".safetensors" if (source.weights or source.path or "").endswith((".safetensors", ".json")) else ".pt")
-        try:
-            check_outputs([Path(path)], [f.path for f in source.files])
-            write_text_atomic(path, session_script(source, doc.structure, doc.history.steps(), save_as))
-        except SparseGUIError as exc:
-            show_error(self.parent_widget, "Cannot export the script", exc)
-            return False
-        self.status.emit(f"Wrote {path}: python {Path(path).name} saves the pruned model to {Path(save_as).name}")
-        return True
-
-    def compare_with(self, path: str | Path, done: Callable[[Any, Document, str], None]) -> bool:
-        """Open ``path`` and compare the open model (as it is now) with it, as a job; ``done(diff, other, name)``."""
-        name = Path(path).name
-        label = f"Comparing with {name}"
-        if not self.gate(label):
-            return False
-        doc = self.session.document
-
-        def job(progress: Any, cancel: CancelToken) -> tuple[Any, Document]:
-            from sparsegui.core.diff import diff_documents
-
-            other = Document.open(path, LoadOptions(), cancel=cancel)
-            return diff_documents(doc, other, progress, cancel), other
-
-        self.counter.pause()
-        return self.runner.run(label, job, lambda result: (done(result[0], result[1], name),
-                                                           self.status.emit(f"Compared with {name}"),
-                                                           self.counter.restart()),
-                               self._fail(f"Cannot compare with {name}"))
-
     # -- opening -----------------------------------------------------------------------------------------------
     def open_path(self, path: str | Path, options: LoadOptions | None = None,
                   then: Callable[[], None] | None = None) -> bool:
@@ -343,13 +280,19 @@ class Controller(QObject):
         if not self.gate(f"Opening {name}"):
             return False
 
+        upgrade = options.classes and not options.arch and can_build_classes(path)
+        if upgrade:  # the tree from the headers first (instant), the real classes after
+            options = replace(options, classes=False)
+
         def success(doc: Document) -> None:
             self.opening.emit("")
             self.session.replace_document(doc)
             self.add_recent(path)
             self.status.emit(f"Opened {name}")
             self.counter.restart()
-            if then is not None:
+            if upgrade:
+                self._build_classes(path, replace(options, classes=True), doc, then)
+            elif then is not None:
                 then()
 
         def failure(exc: BaseException, details: str) -> None:
@@ -367,6 +310,38 @@ class Controller(QObject):
         if started:
             self.opening.emit(name)
         return started
+
+    def _build_classes(self, path: str, options: LoadOptions, shown: Document,
+                       then: Callable[[], None] | None) -> None:
+        """Open the folder again with its real architecture (``transformers``) and show it in place of the tree
+        rebuilt from the keys, unless the model was changed meanwhile."""
+        name = Path(path).name
+
+        def success(doc: Document) -> None:
+            if self.session.document is not shown or shown.history.index or shown.modified:
+                self.status.emit(f"{name}: kept the tree rebuilt from the keys (the model changed meanwhile)")
+                return
+            chosen = self.session.selection
+            self.session.replace_document(doc)
+            self.session.select([s for s in chosen if s.name in doc.structure.canonical or (s.kind == "module"
+                                 and s.name in doc.structure.modules)])
+            self.status.emit(f"Opened {name} as {doc.source.architecture or 'its rebuilt tree'}")
+            self.counter.restart()
+            if then is not None:
+                then()
+
+        def failure(exc: BaseException, details: str) -> None:
+            if isinstance(exc, TrustRequired) and self.ask_trust(exc):
+                self._build_classes(path, replace(options, trust=True), shown, then)
+                return
+            self.status.emit(f"{name}: showing the tree rebuilt from the keys ({exc})")
+            self.counter.restart()
+            if then is not None:
+                then()
+
+        self.counter.pause()
+        self.runner.run(f"Building the model's classes ({name})",
+                        lambda p, c: Document.open(path, options, p, c), success, failure)
 
     def shown_name(self) -> str:
         source = self.session.document.source
@@ -400,49 +375,6 @@ class Controller(QObject):
         files = [path] + [f for f in self.recent_files() if f != path]
         QSettings().setValue("recent_files", files[:MAX_RECENT])
         self.recent_changed.emit(files[:MAX_RECENT])
-
-    # -- writing -----------------------------------------------------------------------------------------------
-    def _check_output(self, path: str | Path) -> bool:
-        """Refuse (with a dialog) a target that is what the model was read from, or a special file."""
-        try:
-            check_outputs([path], [self.session.document.source.path])
-        except SparseGUIError as exc:
-            show_error(self.parent_widget, "Cannot export there", exc)
-            return False
-        return True
-
-    def export(self, path: str | Path, keep_masks: bool = False) -> bool:
-        if not self.gate("Exporting") or not self._check_output(path):
-            return False
-        doc = self.session.document
-
-        def success(written: Any) -> None:
-            self.history_changed.emit()
-            self.status.emit(f"Exported {written}")
-
-        self.counter.pause()
-        return self.runner.run("Exporting", lambda p, c: doc.export(path, keep_masks=keep_masks, progress=p, cancel=c),
-                               success, self._fail("Export failed"))
-
-    def export_masks(self, path: str | Path) -> bool:
-        if not self.gate("Exporting masks") or not self._check_output(path):
-            return False
-        doc = self.session.document
-        self.counter.pause()
-        return self.runner.run("Exporting masks", lambda p, c: doc.export_masks(path, p, c),
-                               lambda written: self.status.emit(f"Exported masks to {written}"),
-                               self._fail("Export failed"))
-
-    def export_recipe(self, path: str | Path) -> bool:
-        if not self.gate("Exporting the recipe") or not self._check_output(path):
-            return False
-        try:
-            written = save_recipe(self.session.document, path)
-        except Exception as exc:
-            show_error(self.parent_widget, "Export failed", exc)
-            return False
-        self.status.emit(f"Exported recipe to {written}")
-        return True
 
     @property
     def modified(self) -> bool:

@@ -62,6 +62,9 @@ class LoadOptions:
     arch_kwargs: dict[str, Any] = field(default_factory=dict)
     arch_path: str | None = None
     trust: bool = False
+    classes: bool = True
+    """For a model folder: build the real architecture with ``transformers`` when it is installed (seconds of
+    importing); False: the tree rebuilt from the keys (instant; the app shows it first, then the real classes)."""
 
 
 @dataclass
@@ -98,7 +101,7 @@ def _from_state_dict(
         source.arch, source.arch_kwargs, source.arch_path = options.arch, dict(options.arch_kwargs), options.arch_path
         if source.unexpected_keys:
             source.warnings.append(f"{len(source.unexpected_keys)} key(s) not used by the architecture")
-    elif folder is not None and folder.config:
+    elif folder is not None and folder.config and options.classes:
         try:
             model, source.architecture = hf_arch.build(folder, clean, options.trust)
         except hf_arch.ArchUnavailable as exc:

@@ -51,6 +51,14 @@ def remote_code(folder: Folder) -> list[str]:
     return [f"{folder.path.name}/{v}" if isinstance(v, str) else str(v) for v in values]
 
 
+def can_build(folder: Folder) -> bool:
+    """Whether :func:`build` may give real classes here (``transformers`` importable, an architecture named), without
+    importing ``transformers``."""
+    import importlib.util
+
+    return bool(folder.architecture) and importlib.util.find_spec("transformers") is not None
+
+
 def _show(keys: list[str]) -> str:
     return ", ".join(keys[:3]) + ("…" if len(keys) > 3 else "")
 
