@@ -68,6 +68,7 @@ def run_app(args: argparse.Namespace) -> int:
     handler.set_parent(window)
     code = app.exec()
     window.controller.runner.wait()
+    window.stop_background()
     autosaver.discard()  # a normal exit: the user already chose to keep or discard their changes
     handler.uninstall()
     return int(code)

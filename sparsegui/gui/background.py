@@ -25,6 +25,7 @@ class LatestOnly(QObject):
         super().__init__(parent)
         self._generation = 0
         self._running = False
+        self._thread: threading.Thread | None = None
         self._waiting: tuple[int, Callable[[], Any]] | None = None
         self._callbacks: tuple[Callable[[Any], None], Callable[[BaseException], None]] | None = None
         self._done.connect(self._on_done)
@@ -59,7 +60,17 @@ class LatestOnly(QObject):
             with contextlib.suppress(RuntimeError):  # the receiver was deleted meanwhile
                 self._done.emit(generation, result, ok)
 
-        threading.Thread(target=run, name="sparsegui-view", daemon=True).start()
+        self._thread = threading.Thread(target=run, name="sparsegui-view", daemon=True)
+        self._thread.start()
+
+    def wait(self, seconds: float = 60.0) -> bool:
+        """Drop what is awaited and let the running computation end (before the app exits: a thread still inside
+        torch when the interpreter shuts down aborts the process)."""
+        self.cancel()
+        thread = self._thread
+        if thread is not None:
+            thread.join(seconds)
+        return thread is None or not thread.is_alive()
 
     def _on_done(self, generation: int, result: object, ok: bool) -> None:
         self._running = False

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QPointF, QRectF, Signal
-from PySide6.QtGui import QFontMetrics
+from PySide6.QtGui import QFontMetrics, QShowEvent
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
 from sparsegui.core import energy
@@ -105,6 +105,7 @@ class BlocksView(QWidget):
         self.block_values: list[float | None] = []
         self.norms: dict[str, float | None] = {}
         self.curves: list[pg.PlotDataItem] = []
+        self._stale = ""  # what a hidden view must do when shown: "rebuild", "refresh" or nothing
 
         self.summary_label = QLabel(" ", objectName="blocksSummaryLabel", wordWrap=True)
         self.metric_combo = metric_combo("blocksMetric")
@@ -171,11 +172,65 @@ class BlocksView(QWidget):
 
     # -- public API ----------------------------------------------------------------------------------------------
     def rebuild(self) -> None:
-        """Find the blocks of the open model (a new document) and draw them."""
+        """Find the blocks of the open model (a new document) and draw them (a hidden view keeps its numbers
+        current and draws when shown: building hundreds of plot items is what costs)."""
         document = self.session.document
         self.grid = find_blocks(model_order(document.structure, document.state))
+        self.available.emit(self.grid is not None)
+        self._stale = "rebuild"
+        self.refresh()
+
+    def showEvent(self, event: QShowEvent) -> None:
+        super().showEvent(event)
+        if self._stale:
+            self._draw()
+
+    def refresh(self) -> None:
+        """Read the counts of the current state; redraw the grid, the lines and the bars if shown."""
         grid = self.grid
-        self.available.emit(grid is not None)
+        if grid is None:
+            if self.isVisible():
+                self._draw()
+            return
+        totals, metric = self.session.totals, self.metric
+        names = [*grid.cells.values(), *grid.others]
+        self.counts = {name: totals.tensor(name) for name in names}
+        self.norms = {name: totals.norm_removed(name) for name in names}
+        self.values = grid.matrix({name: metric_value(totals, name, metric) for name in names})
+        self.block_counts = grid.block_counts(self.counts)
+        if metric == "norm_removed":
+            state = self.session.state
+            self.block_values = [combined(energy.known(state.tensors[n]) for n in grid.block_tensors(b))
+                                 for b in range(len(grid.blocks))]
+        else:
+            self.block_values = [c.sparsity for c in self.block_counts]
+        self._stale = self._stale or "refresh"
+        if self.isVisible():
+            self._draw()
+
+    def _draw(self) -> None:
+        stale, self._stale = self._stale, ""
+        grid = self.grid
+        if stale == "rebuild":
+            self._build_plots()
+        if grid is None:
+            return
+        title, label = METRICS[self.metric]
+        self.heat.setTitle(f"{title} per tensor role and block", size="10pt")
+        self.lines.setTitle(f"{title} along depth, a line per role", size="10pt")
+        self.per_block.setTitle(f"{title} per block (click a bar to select the block)", size="10pt")
+        self.colorbar.setLabel("right", label.split(" ‖")[0])
+        self.image.setImage(self.values, autoLevels=False, levels=(0.0, 1.0))
+        self.image.setRect(QRectF(-0.5, -0.5, len(grid.blocks), len(grid.roles)))  # after the image: it scales it
+        for i, curve in enumerate(self.curves):
+            curve.setData(np.arange(len(grid.blocks)), self.values[i], connect="finite")
+        heights = np.array([v if v is not None and not math.isnan(v) else 0.0 for v in self.block_values])
+        self.bars.setOpts(x=np.arange(len(heights)), height=heights, width=0.8, brush=PRUNED_BRUSH, pen=None)
+        self._summarize()
+        self._mark_selection()
+
+    def _build_plots(self) -> None:
+        grid = self.grid
         self.lines.clear()
         self.legend.clear()
         self.curves = []
@@ -201,39 +256,6 @@ class BlocksView(QWidget):
         self.heat.getViewBox().setLimits(yMin=-0.5, yMax=len(grid.roles) - 0.5)
         self.heat.setXRange(-0.5, count - 0.5, padding=0)
         self.heat.setYRange(-0.5, len(grid.roles) - 0.5, padding=0)
-        self.refresh()
-
-    def refresh(self) -> None:
-        """Read the counts of the current state and redraw the grid, the lines and the bars."""
-        grid = self.grid
-        if grid is None:
-            return
-        totals, metric = self.session.totals, self.metric
-        names = [*grid.cells.values(), *grid.others]
-        self.counts = {name: totals.tensor(name) for name in names}
-        self.norms = {name: totals.norm_removed(name) for name in names}
-        self.values = grid.matrix({name: metric_value(totals, name, metric) for name in names})
-        title, label = METRICS[metric]
-        self.heat.setTitle(f"{title} per tensor role and block", size="10pt")
-        self.lines.setTitle(f"{title} along depth, a line per role", size="10pt")
-        self.per_block.setTitle(f"{title} per block (click a bar to select the block)", size="10pt")
-        self.colorbar.setLabel("right", label.split(" ‖")[0])
-        self.image.setImage(self.values, autoLevels=False, levels=(0.0, 1.0))
-        self.image.setRect(QRectF(-0.5, -0.5, len(grid.blocks), len(grid.roles)))  # after the image: it scales it
-        for i, curve in enumerate(self.curves):
-            row = self.values[i]
-            curve.setData(np.arange(len(grid.blocks)), row, connect="finite")
-        self.block_counts = grid.block_counts(self.counts)
-        if metric == "norm_removed":
-            state = self.session.state
-            self.block_values = [combined(energy.known(state.tensors[n]) for n in grid.block_tensors(b))
-                                 for b in range(len(grid.blocks))]
-        else:
-            self.block_values = [c.sparsity for c in self.block_counts]
-        heights = np.array([v if v is not None and not math.isnan(v) else 0.0 for v in self.block_values])
-        self.bars.setOpts(x=np.arange(len(heights)), height=heights, width=0.8, brush=PRUNED_BRUSH, pen=None)
-        self._summarize()
-        self._mark_selection()
 
     def select_cell(self, role: int, block: int) -> str | None:
         """What a click on a cell does: select its tensor (None when the block lacks that role)."""

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QPointF, Signal
-from PySide6.QtGui import QFontMetrics
+from PySide6.QtGui import QFontMetrics, QShowEvent
 from PySide6.QtWidgets import QApplication, QComboBox, QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
 from sparsegui.core.stats import Count, Totals
@@ -136,6 +136,7 @@ class SparsityChart(QWidget):
         self.sparsities = np.zeros(0)
         self.pruned: list[bool] = []
         self.tensors: dict[str, tuple[tuple[int, ...], Count, bool]] = {}  # name → (shape, count, pruned)
+        self._stale = self._stale_names = True
 
         self.graphics = pg.GraphicsLayoutWidget()
         self.graphics.setObjectName("sparsityGraphics")
@@ -172,7 +173,7 @@ class SparsityChart(QWidget):
         session.model_changed.connect(self.refresh)
         session.counts_changed.connect(self.refresh)
         session.document_replaced.connect(lambda _doc: self.refresh())
-        session.selection_changed.connect(lambda _items: (self._paint_bars(), self._summarize()))
+        session.selection_changed.connect(lambda _items: self._on_selection())
         self.refresh()
 
     # -- public API ----------------------------------------------------------------------------------------------
@@ -189,9 +190,21 @@ class SparsityChart(QWidget):
     def show_metric(self, metric: str) -> None:
         self.metric_combo.setCurrentIndex(self.metric_combo.findData(metric))
 
+    def _on_selection(self) -> None:
+        if self.isVisible():
+            self._paint_bars()
+            self._summarize()
+        else:
+            self._stale = True
+
+    def showEvent(self, event: QShowEvent) -> None:
+        super().showEvent(event)
+        if self._stale:
+            self._draw(self._stale_names)
+
     def refresh(self) -> None:
         """Read every tensor's count from ``session.totals`` and redraw (each tensor once, under its canonical
-        name)."""
+        name); a hidden chart keeps its numbers current and draws when it is shown."""
         totals, state = self.session.totals, self.session.state
         tensors: dict[str, tuple[tuple[int, ...], Count, bool]] = {}
         for name in model_order(self.session.document.structure, state):
@@ -202,10 +215,17 @@ class SparsityChart(QWidget):
         self.names = list(tensors)
         metric = self.metric
         self.sparsities = np.array([metric_value(totals, name, metric) or 0.0 for name in tensors], dtype=float)
-        title, label = METRICS[metric]
+        self.pruned = [p for _, _, p in tensors.values()]
+        if not self.isVisible():  # drawing hundreds of bars and labels is what costs: do it when shown
+            self._stale, self._stale_names = True, self._stale_names or changed_names
+            return
+        self._draw(changed_names)
+
+    def _draw(self, changed_names: bool) -> None:
+        self._stale, self._stale_names = False, False
+        title, label = METRICS[self.metric]
         self.plot.setLabel("left", label)
         self.plot.setTitle(f"{title} per tensor", size="10pt")
-        self.pruned = [p for _, _, p in tensors.values()]
         self.name_axis.set_names(self.names)
         self._paint_bars()
         self._summarize()

@@ -372,7 +372,16 @@ class MainWindow(QMainWindow, FileDialogs):
         settings = QSettings()
         settings.setValue("window/geometry", self.saveGeometry())
         settings.setValue("window/state", self.saveState())
+        self.stop_background()
         event.accept()
+
+    def stop_background(self, seconds: float = 60.0) -> None:
+        """Stop counting and rendering threads and wait for them: a thread still inside torch when the interpreter
+        exits aborts the process ("terminate called without an active exception")."""
+        self.controller.counter.pause()
+        self.controller.counter.wait(seconds)
+        self.mask_view._background.wait(seconds)
+        self.histogram._background.wait(seconds)
 
     def _restore_settings(self) -> None:
         settings = QSettings()

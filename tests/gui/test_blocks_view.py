@@ -92,6 +92,7 @@ def test_both_charts_switch_to_norm_removed(window, qtbot, gpt2_folder: Path) ->
     assert 0 < expected < 0.5
 
     chart, view = window.sparsity_chart, window.blocks_view
+    window.tabs.setCurrentIndex(window.tabs.indexOf(window.tabs.widget(1)))  # the Sparsity tab: charts draw when shown
     chart.show_metric("norm_removed")
     view.show_metric("norm_removed")
     assert chart.heights[chart.names.index(name)] == pytest.approx(expected)

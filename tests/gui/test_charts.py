@@ -25,6 +25,7 @@ def chart(qtbot: QtBot, session: Session) -> SparsityChart:
     widget = SparsityChart(session)
     qtbot.addWidget(widget)
     widget.resize(700, 400)
+    widget.show()  # a hidden chart keeps its numbers and draws when shown
     return widget
 
 
@@ -146,3 +147,13 @@ def test_exports(chart: SparsityChart, histogram: WeightHistogram, session: Sess
         assert png.stat().st_size > 1000 and png.read_bytes()[:4] == b"\x89PNG"
         assert svg.stat().st_size > 1000 and b"<svg" in svg.read_bytes()
     assert chart.objectName() == "sparsityChart" and histogram.objectName() == "weightHistogram"
+
+
+def test_a_hidden_chart_keeps_its_numbers_and_draws_when_shown(chart: SparsityChart, session: Session) -> None:
+    chart.hide()
+    prune_a_few(session)
+    expected = list(report_sparsities(session.document).values())
+    np.testing.assert_allclose(chart.heights, expected)  # the numbers follow at once
+    assert not np.allclose(chart.bars.opts["height"], expected)  # the drawing waits
+    chart.show()
+    np.testing.assert_allclose(chart.bars.opts["height"], expected)
