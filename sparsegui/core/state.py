@@ -19,7 +19,7 @@ state at any time from any thread. Zero counts are cached on the objects they de
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -297,6 +297,26 @@ class TensorState:
         if self.pruning is None:
             return values
         return self.pruning.mask.as_dtype(values.dtype, values.device) * values
+
+    def effective_chunks(self, size: int = CHUNK * 16) -> Iterator[torch.Tensor] | None:
+        """The effective tensor flattened, ``size`` entries at a time, computed into two reused buffers (each
+        chunk is valid until the next is asked for): what a streaming writer needs, without a weight-sized
+        temporary. None when the values are not a plain original on the CPU (then use :meth:`effective`)."""
+        if self.pruning is None or not isinstance(self.values, Original) or self.values.device.type != "cpu":
+            return None
+        return self._chunks(self.values.tensor().detach().reshape(-1), self.pruning.mask, size)
+
+    @staticmethod
+    def _chunks(flat: torch.Tensor, mask: BitMask, size: int) -> Iterator[torch.Tensor]:
+        size = min(size, max(flat.numel(), 1))
+        factor = torch.empty(size, dtype=flat.dtype)
+        out = torch.empty(size, dtype=flat.dtype)
+        for start in range(0, flat.numel(), size):
+            stop = min(start + size, flat.numel())
+            n = stop - start
+            factor[:n].copy_(torch.from_numpy(mask.chunk(start, stop)))  # 0/1 in the weight's dtype, as torch
+            torch.mul(flat[start:stop], factor[:n], out=out[:n])  # X_orig * X_mask, entry by entry as torch
+            yield out[:n]
 
     def scan(self) -> Scan:
         """Zeros and NaN/Inf of the effective tensor (counted once; from the mask alone when the values hold

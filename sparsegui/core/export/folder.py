@@ -105,7 +105,7 @@ def _write(folder: Path, tensors: LazyTensors, groups: list[list[str]], names: l
             check(cancel)
             report(progress, 0.95 * (base + index + 1) / max(total_keys, 1), f"writing {name}")
 
-        write_safetensors(folder / name, group, shapes, tensors.__getitem__, meta, tick)
+        write_safetensors(folder / name, group, shapes, tensors.__getitem__, meta, tick, tensors.stream)
         _fsync(folder / name)
         written += len(group)
     if len(groups) > 1:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import math
 import struct
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import BinaryIO
 
@@ -49,7 +49,7 @@ def write_tensor_bytes(handle: BinaryIO, tensor: torch.Tensor) -> None:
         return
     raw = flat.view(torch.uint8) if flat.dtype != torch.bool else flat.to(torch.uint8)
     for start in range(0, raw.numel(), WRITE_BLOCK):
-        handle.write(raw[start : start + WRITE_BLOCK].numpy().tobytes())
+        handle.write(raw[start : start + WRITE_BLOCK].numpy().data)  # the buffer itself: no bytes copy
 
 
 def header_bytes(entries: Sequence[tuple[str, torch.dtype, Sequence[int]]], metadata: Mapping[str, str]) -> bytes:
@@ -71,13 +71,28 @@ def header_bytes(entries: Sequence[tuple[str, torch.dtype, Sequence[int]]], meta
 
 def write_safetensors(path: Path, keys: Sequence[str], meta: Mapping[str, tuple[torch.dtype, Sequence[int]]],
                       get: Callable[[str], torch.Tensor], metadata: Mapping[str, str],
-                      on_tensor: Callable[[int], None] | None = None) -> None:
+                      on_tensor: Callable[[int], None] | None = None,
+                      stream: Callable[[str], Iterator[torch.Tensor] | None] | None = None) -> None:
     """Write ``keys`` in order; ``meta[key]`` gives each one's dtype and shape up front (for the header) and
-    ``get(key)`` the tensor when its turn comes."""
+    ``get(key)`` the tensor when its turn comes — or ``stream(key)`` its flat pieces, when it has them."""
     header = header_bytes([(k, *meta[k]) for k in keys], metadata)
     with path.open("wb") as handle:
         handle.write(header)
         for index, key in enumerate(keys):
+            pieces = stream(key) if stream is not None else None
+            if pieces is not None:
+                dtype, shape = meta[key]
+                written = 0
+                for piece in pieces:
+                    if piece.dtype != dtype:
+                        raise ExportError(f"{key}: expected {dtype}, got {piece.dtype}")
+                    write_tensor_bytes(handle, piece)
+                    written += piece.numel()
+                if written != math.prod(shape):
+                    raise ExportError(f"{key}: wrote {written} entries, expected {math.prod(shape)}")
+                if on_tensor is not None:
+                    on_tensor(index)
+                continue
             tensor = get(key)
             dtype, shape = meta[key]
             if tensor.dtype != dtype or tuple(tensor.shape) != tuple(shape):

@@ -31,6 +31,9 @@ class Lazy:
     produce: Producer
     dtype: torch.dtype
     shape: tuple[int, ...]
+    chunks: Callable[[], Iterator[torch.Tensor] | None] | None = None
+    """The tensor flattened, piece by piece, when it can be computed that way (a streaming writer's way to avoid
+    a full-size temporary); None: use ``produce``."""
 
 
 class LazyTensors(Mapping[str, torch.Tensor]):
@@ -58,6 +61,11 @@ class LazyTensors(Mapping[str, torch.Tensor]):
 
     def __len__(self) -> int:
         return len(self._producers)
+
+    def stream(self, key: str) -> Iterator[torch.Tensor] | None:
+        """``key``'s tensor in flat pieces, or None when it has to be produced whole."""
+        chunks = self._producers[key].chunks
+        return None if chunks is None else chunks()
 
     def materialized(self) -> dict[str, torch.Tensor]:
         """Every tensor at once, ties sharing one tensor (for writers that need them all, like ``torch.save``)."""
@@ -100,7 +108,8 @@ def _entries(structure: ModelStructure, state: ModelState, keep_masks: bool,
             if keep_masks or ts.pruning is None:
                 out[key] = Lazy(f"values:{canonical}", values.tensor, values.dtype, values.shape)
             else:
-                out[key] = Lazy(f"effective:{canonical}", ts.effective, values.dtype, values.shape)
+                out[key] = Lazy(f"effective:{canonical}", ts.effective, values.dtype, values.shape,
+                                ts.effective_chunks)
         for buffer in slot.buffers:
             tensor = buffer.tensor
             if buffer.persistent and tensor is not None and buffer.name in layout.buffers:

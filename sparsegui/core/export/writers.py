@@ -65,8 +65,9 @@ def _write_safetensors(path: Path, state: Mapping[str, torch.Tensor], metadata: 
     keys = list(state)
     if isinstance(state, LazyTensors):
         shapes = {k: (state.info(k).dtype, state.info(k).shape) for k in keys}
-    else:
-        shapes = {k: (state[k].dtype, tuple(state[k].shape)) for k in keys}
+        write_safetensors(path, keys, shapes, state.__getitem__, meta, stream=state.stream)
+        return
+    shapes = {k: (state[k].dtype, tuple(state[k].shape)) for k in keys}
     write_safetensors(path, keys, shapes, state.__getitem__, meta)
 
 
