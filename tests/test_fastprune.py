@@ -305,3 +305,34 @@ def test_cuda_tensors_match_torch(dtype: torch.dtype) -> None:
     prune.global_unstructured(pairs_slow, pruning_method=prune.L1Unstructured, amount=0.5)
     for (a, _), (b, _) in zip(pairs_fast, pairs_slow, strict=True):
         assert_same_module(a, b)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32, torch.float64])
+def test_the_selection_pass_counts_zeros_and_nonfinite_as_a_scan_would(dtype: torch.dtype) -> None:
+    from sparsegui.core.bitmask import BitMask
+    from sparsegui.core.state import scan
+
+    torch.manual_seed(0)
+    values = torch.randn(5000).to(dtype)
+    values[:7] = 0.0
+    values[7:9] = -0.0
+    values[9:12] = torch.tensor([float("nan"), float("inf"), -float("inf")]).to(dtype)
+    plain = torch.randn(3000).to(dtype)  # no zeros: known exactly for every dtype
+    tally: list = []
+    fastprune.l1_masks([fastprune.Entry(values, BitMask.ones((5000,))), fastprune.Entry(plain, None)], 0.3,
+                       tally=tally)
+    truth = scan(values)
+    zeros, nonfinite = tally[0]
+    assert nonfinite == truth.nonfinite == 3
+    assert zeros in (truth.zeros, None) and (zeros is not None) == (dtype in (torch.float16, torch.bfloat16))
+    assert tally[1] == (0, 0)
+
+
+def test_a_global_prune_knows_the_counts_without_reading_again() -> None:
+    from sparsegui.core.document import Document
+
+    doc = Document.demo("lenet")
+    doc.global_prune("l1_unstructured", ["fc1.weight", "fc2.weight"], amount=0.5)
+    for name in ("fc1.weight", "fc2.weight"):
+        ts = doc.state.tensors[name]
+        assert ts.scanned is not None and ts.scanned.zeros == ts.pruning.mask.zeros  # from the mask alone

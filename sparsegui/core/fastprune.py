@@ -138,6 +138,8 @@ class _Selection:
         self.passes = 0
         self.expected = len(self.shifts) + 1
         self.done = 0.0
+        self.first: list[torch.Tensor | None] = [
+            None if invert else torch.zeros(_BINS + 1, dtype=torch.int64, device=self.device) for _ in entries]
 
     def _tick(self, index: int, what: str) -> None:
         check(self.cancel)
@@ -168,12 +170,31 @@ class _Selection:
                     digits.masked_fill_(spare, _BINS)
                 else:
                     torch.bitwise_right_shift(keys, shift, out=digits)
+                first = self.first[index]
+                if previous < 0 and first is not None:  # every entry's keys, before candidates: for tally()
+                    first += torch.bincount(digits, minlength=_BINS + 1)
                 cand = entry.candidates(start, stop)
                 if cand is not None:
                     digits.masked_fill_(cand.logical_not(), _BINS)
                 hist += torch.bincount(digits, minlength=_BINS + 1)
         self.passes += 1
         return hist[:_BINS]
+
+    def tally(self) -> list[tuple[int | None, int] | None]:
+        """Per entry, (zeros, NaN/±Inf) of its values read off the first pass's histogram: NaN/Inf exactly (their
+        keys start a digit), zeros exactly for 16-bit floats and, for wider ones, known to be 0 when the lowest
+        digit is empty (None otherwise: a count would need another pass). None for an entry not histogrammed."""
+        out: list[tuple[int | None, int] | None] = []
+        shift = self.shifts[0]
+        infinite = (self.sign_off ^ _mantissa(self.dtype)) >> shift
+        for hist in self.first:
+            if hist is None:
+                out.append(None)
+                continue
+            low = int(hist[0])
+            zeros = low if shift == 0 else (0 if low == 0 else None)
+            out.append((zeros, int(hist[infinite:_BINS].sum())))
+        return out
 
     def masks(self, amount: float | int) -> list[BitMask]:
         """Each entry's new mask: the old one with the k selected candidates pruned."""
@@ -272,9 +293,11 @@ def _promoted(dtypes: Sequence[torch.dtype]) -> torch.dtype:
 
 # -- the two selections ------------------------------------------------------------------------------------------
 def l1_masks(entries: Sequence[Entry], amount: float | int, progress: ProgressCallback | None = None,
-             cancel: CancelToken | None = None) -> list[BitMask]:
+             cancel: CancelToken | None = None, tally: list[tuple[int | None, int] | None] | None = None
+             ) -> list[BitMask]:
     """New masks pruning the ``amount`` candidates of smallest ``|value|`` over all ``entries`` together (one
-    entry: ``l1_unstructured``; several: ``global_unstructured`` with ``L1Unstructured``)."""
+    entry: ``l1_unstructured``; several: ``global_unstructured`` with ``L1Unstructured``). ``tally``, when given,
+    receives each entry's (zeros, NaN/Inf) as far as the selection's own reading tells (:meth:`_Selection.tally`)."""
     prune.L1Unstructured(amount)  # torch validates the amount when it builds the method
     dtype = _promoted([e.values.dtype for e in entries])
 
@@ -282,7 +305,11 @@ def l1_masks(entries: Sequence[Entry], amount: float | int, progress: ProgressCa
         part = entry.values.reshape(-1)[start:stop]
         return part if part.dtype == dtype else part.to(dtype)
 
-    return _Selection(entries, dtype, chunk, lambda: None, False, progress, cancel).masks(amount)
+    selection = _Selection(entries, dtype, chunk, lambda: None, False, progress, cancel)
+    masks = selection.masks(amount)
+    if tally is not None:
+        tally[:] = selection.tally()
+    return masks
 
 
 def random_masks(entries: Sequence[Entry], amount: float | int, progress: ProgressCallback | None = None,

@@ -33,7 +33,7 @@ from sparsegui.core.methods import GLOBAL_METHODS, MethodSpec, resolve_method
 from sparsegui.core.names import split
 from sparsegui.core.nm import check_nm
 from sparsegui.core.progress import CancelToken, ProgressCallback, check, report
-from sparsegui.core.state import Baked, ModelState, ModuleLayout, PackedCustomMask, Pruning, TensorState
+from sparsegui.core.state import Baked, ModelState, ModuleLayout, Original, PackedCustomMask, Pruning, TensorState
 from sparsegui.core.steps import GlobalStep, PruneStep, RemoveStep, Step, resolved
 from sparsegui.core.structure import ModelStructure
 from sparsegui.core.targets import resolve_targets
@@ -195,6 +195,12 @@ def _fast(spec: MethodSpec, values: torch.Tensor) -> str | None:
     return None
 
 
+def _learn(ts: TensorState, counted: tuple[int | None, int] | None) -> None:
+    """Keep what a selection pass counted of an original's zeros and NaN/Inf (saves the summary a re-read)."""
+    if counted is not None and counted[0] is not None and isinstance(ts.values, Original):
+        ts.values.learn(counted[0], counted[1])
+
+
 def prune_one(name: str, ts: TensorState, spec: MethodSpec, kwargs: Mapping[str, Any],
               mask: torch.Tensor | None = None) -> TensorState:
     """The state of tensor ``name`` after ``prune.<spec>(…)`` on it; ``ts`` is left as it is."""
@@ -202,8 +208,12 @@ def prune_one(name: str, ts: TensorState, spec: MethodSpec, kwargs: Mapping[str,
     fast = _fast(spec, values)
     if fast is not None:
         entry = fastprune.Entry(values.contiguous(), None if ts.pruning is None else ts.pruning.mask)
-        select = fastprune.l1_masks if fast == "l1" else fastprune.random_masks
-        bits = select([entry], kwargs["amount"])[0]
+        if fast == "l1":
+            tally: list[tuple[int | None, int] | None] = []
+            bits = fastprune.l1_masks([entry], kwargs["amount"], tally=tally)[0]
+            _learn(ts, tally[0])
+        else:
+            bits = fastprune.random_masks([entry], kwargs["amount"])[0]
         method = (prune.L1Unstructured if fast == "l1" else prune.RandomUnstructured)(kwargs["amount"])
         prior = ts.pruning.methods if ts.pruning is not None else ()
         return TensorState(ts.values, Pruning(bits, values.dtype, (*prior, method)))
@@ -361,8 +371,13 @@ def _global_fast(names: Sequence[str], states: Sequence[TensorState], values: Se
                  cancel: CancelToken | None) -> dict[str, TensorState]:
     entries = [fastprune.Entry(v.contiguous(), None if ts.pruning is None else ts.pruning.mask)
                for v, ts in zip(values, states, strict=True)]
-    select = fastprune.random_masks if random else fastprune.l1_masks
-    masks = select(entries, amount, progress, cancel)
+    tally: list[tuple[int | None, int] | None] = []
+    if random:
+        masks = fastprune.random_masks(entries, amount, progress, cancel)
+    else:
+        masks = fastprune.l1_masks(entries, amount, progress, cancel, tally)
+        for ts, counted in zip(states, tally, strict=True):
+            _learn(ts, counted)
     dtype = reduce(torch.promote_types, [v.dtype for v in values])
     tensors = {}
     for name, ts, v, bits in zip(names, states, values, masks, strict=True):

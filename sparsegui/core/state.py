@@ -163,6 +163,12 @@ class Values:
         """The :class:`Scan` if it is known without reading the tensor."""
         return self._scan or self._known()
 
+    def learn(self, zeros: int, nonfinite: int) -> None:
+        """Zeros and NaN/Inf counted by someone who read every entry anyway (a pruning pass)."""
+        with self._lock:
+            if self._scan is None:
+                self._scan = Scan(zeros, nonfinite)
+
     def _known(self) -> Scan | None:
         return None
 
