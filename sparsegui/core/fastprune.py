@@ -22,8 +22,11 @@ Set :data:`ENABLED` to False to send everything through torch (the parity tests 
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import reduce
 
@@ -104,6 +107,27 @@ class _Buffers:
 _LOCAL = threading.local()
 
 
+def workers() -> int:
+    """Threads for the streaming passes: one per core this process may use (at most 8)."""
+    try:
+        return max(1, min(8, len(os.sched_getaffinity(0))))
+    except (AttributeError, OSError):
+        return max(1, min(8, os.cpu_count() or 1))
+
+
+@contextmanager
+def one_thread_per_op() -> Iterator[None]:
+    """Each small op on one thread: chunk-sized ops split across threads wait at a barrier for every thread, and a
+    descheduled one (another program busy on the machine) stalls them all; the passes run chunks side by side
+    instead."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def _scratch(device: torch.device) -> _Buffers:
     store: dict[torch.device, _Buffers] = _LOCAL.__dict__.setdefault("buffers", {})
     if device not in store:
@@ -123,7 +147,7 @@ class _Selection:
     def __init__(self, entries: Sequence[Entry], dtype: torch.dtype,
                  chunk: Callable[[Entry, int, int], torch.Tensor],
                  begin_pass: Callable[[], None], invert: bool, progress: ProgressCallback | None,
-                 cancel: CancelToken | None) -> None:
+                 cancel: CancelToken | None, parallel: bool = False) -> None:
         self.entries = entries
         self.dtype = dtype
         self.itype, self.sign_off, self.shifts = _KEYS[dtype]
@@ -134,20 +158,21 @@ class _Selection:
         self.progress = progress
         self.cancel = cancel
         self.device = entries[0].values.device
-        self.buffers = _scratch(self.device)
         self.passes = 0
         self.expected = len(self.shifts) + 1
         self.done = 0.0
         self.first: list[torch.Tensor | None] = [
             None if invert else torch.zeros(_BINS + 1, dtype=torch.int64, device=self.device) for _ in entries]
+        # chunks side by side on the CPU when each chunk stands alone (L1; random draws must come in order)
+        self.threads = workers() if parallel and self.device.type == "cpu" else 1
 
     def _tick(self, index: int, what: str) -> None:
         check(self.cancel)
         self.done = max(self.done, 0.95 * (self.passes + index / len(self.entries)) / self.expected)
         report(self.progress, self.done, f"{what} ({index + 1}/{len(self.entries)} tensors)")
 
-    def _keys(self, chunk: torch.Tensor) -> torch.Tensor:
-        keys = self.buffers.get("keys", self.ktype, chunk.numel())
+    def _keys(self, chunk: torch.Tensor, buffers: _Buffers | None = None) -> torch.Tensor:
+        keys = (buffers or _scratch(self.device)).get("keys", self.ktype, chunk.numel())
         torch.bitwise_and(chunk.view(self.itype), self.sign_off, out=keys)
         if self.invert:
             torch.sub(self.sign_off, keys, out=keys)
@@ -155,30 +180,60 @@ class _Selection:
 
     def _histogram(self, previous: int, prefix: int, shift: int) -> torch.Tensor:
         """Counts of the 16-bit digit at ``shift`` among candidates whose ``key >> previous == prefix``."""
-        hist = torch.zeros(_BINS + 1, dtype=torch.int64, device=self.device)
         self.begin_pass()
-        for index, entry in enumerate(self.entries):
-            self._tick(index, "finding the threshold")
-            for start, stop in _spans(entry.numel):
-                n = stop - start
-                keys = self._keys(self.chunk(entry, start, stop))
-                digits = self.buffers.get("digits", self.ktype, n)
-                spare = self.buffers.get("spare", torch.bool, n)
-                if previous >= 0:
-                    torch.ne(torch.bitwise_right_shift(keys, previous, out=digits), prefix, out=spare)
-                    torch.bitwise_right_shift(keys, shift, out=digits).bitwise_and_(0xFFFF)
-                    digits.masked_fill_(spare, _BINS)
-                else:
-                    torch.bitwise_right_shift(keys, shift, out=digits)
+        spans = [(index, start, stop) for index, entry in enumerate(self.entries)
+                 for start, stop in _spans(entry.numel)]
+        if self.threads > 1 and len(spans) > 1:
+            parts = [spans[i :: self.threads] for i in range(self.threads)]
+            with ThreadPoolExecutor(self.threads, thread_name_prefix="sparsegui-select") as pool:
+                results = list(pool.map(lambda part: self._histogram_part(part, previous, prefix, shift), parts))
+            hist = sum((r[0] for r in results), torch.zeros(_BINS + 1, dtype=torch.int64))
+            for _, firsts in results:
+                for index, counts in firsts.items():
+                    first = self.first[index]
+                    if first is not None:
+                        first += counts
+        else:
+            hist, firsts = self._histogram_part(spans, previous, prefix, shift, tick=True)
+            for index, counts in firsts.items():
                 first = self.first[index]
-                if previous < 0 and first is not None:  # every entry's keys, before candidates: for tally()
-                    first += torch.bincount(digits, minlength=_BINS + 1)
-                cand = entry.candidates(start, stop)
-                if cand is not None:
-                    digits.masked_fill_(cand.logical_not(), _BINS)
-                hist += torch.bincount(digits, minlength=_BINS + 1)
+                if first is not None:
+                    first += counts
         self.passes += 1
         return hist[:_BINS]
+
+    def _histogram_part(self, spans: Sequence[tuple[int, int, int]], previous: int, prefix: int, shift: int,
+                        tick: bool = False) -> tuple[torch.Tensor, dict[int, torch.Tensor]]:
+        """The histogram of some chunks, and for the first pass each entry's histogram before candidates."""
+        buffers = _scratch(self.device)  # this thread's own scratch
+        hist = torch.zeros(_BINS + 1, dtype=torch.int64, device=self.device)
+        firsts: dict[int, torch.Tensor] = {}
+        last = -1
+        for index, start, stop in spans:
+            entry = self.entries[index]
+            if tick and index != last:
+                self._tick(index, "finding the threshold")
+                last = index
+            else:
+                check(self.cancel)
+            n = stop - start
+            keys = self._keys(self.chunk(entry, start, stop), buffers)
+            digits = buffers.get("digits", self.ktype, n)
+            spare = buffers.get("spare", torch.bool, n)
+            if previous >= 0:
+                torch.ne(torch.bitwise_right_shift(keys, previous, out=digits), prefix, out=spare)
+                torch.bitwise_right_shift(keys, shift, out=digits).bitwise_and_(0xFFFF)
+                digits.masked_fill_(spare, _BINS)
+            else:
+                torch.bitwise_right_shift(keys, shift, out=digits)
+            if previous < 0 and self.first[index] is not None:  # every entry's keys, before candidates: tally()
+                counts = torch.bincount(digits, minlength=_BINS + 1)
+                firsts[index] = firsts[index] + counts if index in firsts else counts
+            cand = entry.candidates(start, stop)
+            if cand is not None:
+                digits.masked_fill_(cand.logical_not(), _BINS)
+            hist += torch.bincount(digits, minlength=_BINS + 1)
+        return hist, firsts
 
     def tally(self) -> list[tuple[int | None, int] | None]:
         """Per entry, (zeros, NaN/±Inf) of its values read off the first pass's histogram: NaN/Inf exactly (their
@@ -217,9 +272,10 @@ class _Selection:
         value = torch.tensor(threshold, dtype=self.itype).view(self.dtype).to(self.device)
 
         def decide(chunk: torch.Tensor) -> torch.Tensor:
-            keep = self.buffers.get("keep", torch.bool, chunk.numel())
+            buffers = _scratch(self.device)  # this thread's own
+            keep = buffers.get("keep", torch.bool, chunk.numel())
             if fast_compare:  # |w| > t, NaN included (it ranks above every number, as in torch's topk)
-                mags = torch.abs(chunk, out=self.buffers.get("mags", self.dtype, chunk.numel()))
+                mags = torch.abs(chunk, out=buffers.get("mags", self.dtype, chunk.numel()))
                 torch.le(mags, value, out=keep).logical_not_()
             else:
                 torch.gt(self._keys(chunk), threshold, out=keep)
@@ -230,6 +286,25 @@ class _Selection:
 
     def _write(self, decide: Callable[[torch.Tensor], torch.Tensor], ties: int,
                equal: Callable[[torch.Tensor], torch.Tensor] | None = None) -> list[BitMask]:
+        if equal is None and self.threads > 1 and len(self.entries) > 1:  # no ties to share out: entries apart
+            self.begin_pass()
+
+            def one(index: int) -> BitMask:
+                check(self.cancel)
+                entry = self.entries[index]
+                writer = BitWriter(tuple(entry.values.shape))
+                for start, stop in _spans(entry.numel):
+                    keep = decide(self.chunk(entry, start, stop))
+                    cand = entry.candidates(start, stop)
+                    if cand is not None:
+                        keep &= cand
+                    writer.append(keep)
+                return writer.finish()
+
+            with ThreadPoolExecutor(self.threads, thread_name_prefix="sparsegui-select") as pool:
+                masks = list(pool.map(one, range(len(self.entries))))
+            self.passes += 1
+            return masks
         masks = []
         remaining = ties
         self.begin_pass()
@@ -305,8 +380,9 @@ def l1_masks(entries: Sequence[Entry], amount: float | int, progress: ProgressCa
         part = entry.values.reshape(-1)[start:stop]
         return part if part.dtype == dtype else part.to(dtype)
 
-    selection = _Selection(entries, dtype, chunk, lambda: None, False, progress, cancel)
-    masks = selection.masks(amount)
+    selection = _Selection(entries, dtype, chunk, lambda: None, False, progress, cancel, parallel=True)
+    with one_thread_per_op():
+        masks = selection.masks(amount)
     if tally is not None:
         tally[:] = selection.tally()
     return masks
@@ -332,7 +408,8 @@ def random_masks(entries: Sequence[Entry], amount: float | int, progress: Progre
         draws[cand] = torch.rand(int(cand.sum()), dtype=dtype)
         return draws
 
-    masks = _Selection(entries, dtype, chunk, begin_pass, True, progress, cancel).masks(amount)
+    with one_thread_per_op():
+        masks = _Selection(entries, dtype, chunk, begin_pass, True, progress, cancel).masks(amount)
     before = sum(e.numel if e.mask is None else e.mask.kept for e in entries)
     if sum(m.kept for m in masks) == before:  # nothing to prune: torch draws nothing
         torch.set_rng_state(start_state)
