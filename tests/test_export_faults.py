@@ -273,12 +273,15 @@ KILLED_CHILD = textwrap.dedent("""
     from sparsegui.core.document import Document
     from sparsegui.core.export import writers
 
+    said = threading.Lock()
+
     def stall(write):
         # write the real file, cut it to half (a write in progress), say where it is, then wait to be killed
         def stalled(path, *args, **kwargs):
             write(path, *args, **kwargs)
             os.truncate(path, os.path.getsize(path) // 2)
-            print("WRITING", path, flush=True)
+            with said:  # three threads say it at once: one whole line each
+                print("WRITING", path, flush=True)
             time.sleep(600)
         return stalled
 

@@ -7,7 +7,6 @@ import json
 from pathlib import Path
 
 from sparsegui.core.errors import SparseGUIError
-from sparsegui.core.export.atomic import write_text_atomic
 from sparsegui.core.paths import check_outputs
 from sparsegui.core.text import printable
 
@@ -51,6 +50,7 @@ def _n(text: str | None) -> object:
 
 def cmd_sensitivity(args: argparse.Namespace) -> int:
     from sparsegui.cli.commands import open_document
+    from sparsegui.core.export.atomic import write_text_atomic
     from sparsegui.core.inputs import load_inputs
     from sparsegui.core.plan import make_plan
     from sparsegui.core.recipe import load_recipe
