@@ -169,6 +169,15 @@ def test_inspect_folder_json_has_axes_and_ties(folders: dict[str, Path], capsys:
     assert report["source"]["architecture"] == "GPT2LMHeadModel" and report["source"]["config"]["model_type"] == "gpt2"
 
 
+
+def test_inspect_table_names_the_architecture_and_the_tie(folders: dict[str, Path],
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    lines = cli(capsys, "inspect", folders["gpt2"]).out.splitlines()
+    assert lines[0].endswith("GPT2LMHeadModel (transformers)")
+    assert lines[1].startswith("config model_type=gpt2")
+    (lm_head,) = [line for line in lines if line.startswith("lm_head ")]
+    assert lm_head.endswith("(tied to transformer.wte.weight: counted there)")
+
 def damage(folder: Path, tmp_path: Path, how: str) -> Path:
     broken = tmp_path / how
     shutil.copytree(folder, broken)

@@ -99,6 +99,15 @@ def _add_source(parser: argparse.ArgumentParser, required: bool = True) -> None:
                         "TorchScript, .pt2): only for files you trust")
 
 
+def _nm(text: str) -> tuple[int, int]:
+    from sparsegui.core.nm import parse_nm
+
+    try:
+        return parse_nm(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="sparsegui", usage=USAGE, description=DESCRIPTION)
     parser.add_argument("--version", action="version", version=f"sparsegui {__version__}")
@@ -106,6 +115,9 @@ def build_parser() -> argparse.ArgumentParser:
     inspect = sub.add_parser("inspect", help="print the module tree with sparsity")
     _add_source(inspect)
     inspect.add_argument("--json", action="store_true", help="print one JSON object for programs")
+    inspect.add_argument("--nm", type=_nm, metavar="N:M", default=None,
+                         help="also report each weight's N:M compliance along its input axis (N kept of every M, "
+                              "e.g. 2:4): the share of groups with at most N nonzeros")
     apply = sub.add_parser("apply", help="replay a recipe and export the result")
     apply.add_argument("recipe", help="a JSON recipe {\"steps\": [...]}")
     _add_source(apply)

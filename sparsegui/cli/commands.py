@@ -40,11 +40,14 @@ def open_document(args: argparse.Namespace, default_demo: bool = False) -> Docum
 def cmd_inspect(args: argparse.Namespace) -> int:
     from sparsegui.cli import print_json
     from sparsegui.cli.table import render
+    from sparsegui.core.inspection import add_nm_compliance
 
     doc = open_document(args)
     doc.scan()  # zeros and NaN/Inf of every tensor, one read of each
     doc.source.digest()
     report = doc.report()
+    if args.nm is not None:
+        add_nm_compliance(report, doc, *args.nm)
     if args.json:
         print_json(report.to_json())
     else:

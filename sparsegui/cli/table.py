@@ -26,6 +26,10 @@ def _pruning(hooks: list[HookInfo], tensor: str) -> str:
     return ""
 
 
+def _tied(alias_of: str | None) -> str:
+    return printable(f"(tied to {alias_of}: counted there)") if alias_of else ""
+
+
 def source_line(report: ModelReport) -> str:
     src = report.source
     origin = f"{src['demo']} (demo)" if src.get("demo") else f"{src.get('path')} ({src.get('format')})"
@@ -36,8 +40,13 @@ def source_line(report: ModelReport) -> str:
         origin += printable(f" prefix {src['prefix']!r}")
     if src.get("arch"):
         origin += printable(f" arch {src['arch']}")
+    elif src.get("architecture"):
+        origin += printable(f", {src['architecture']} (transformers)")
     elif src.get("inferred"):
         origin += ", module tree rebuilt from keys (kinds guessed)"
+    config = src.get("config") or {}
+    if config:
+        origin += "\nconfig " + printable(", ".join(f"{k}={v}" for k, v in config.items() if k != "architectures"))
     if src.get("sha256"):
         origin += f"\nsha256 {printable(src['sha256'])}"
     return (
@@ -48,21 +57,25 @@ def source_line(report: ModelReport) -> str:
 
 def render(report: ModelReport) -> str:
     """A table of every tensor, its module, shape, zeros, sparsity and pruning history."""
-    header = ("MODULE", "TYPE", "TENSOR", "SHAPE", "NUMEL", "ZEROS", "SPARSITY", "PRUNING")
+    nm = report.nm is not None
+    header = ("MODULE", "TYPE", "TENSOR", "SHAPE", "NUMEL", "ZEROS", "SPARSITY", *((f"{report.nm} OK",) if nm else ()),
+              "PRUNING")
     rows: list[tuple[str, ...]] = []
     notes: list[str] = []
     for module in report.modules:
         for tensor in module.tensors:
+            compliance = () if not nm else \
+                ("" if tensor.nm_compliance is None else f"{tensor.nm_compliance * 100:.2f}%",)
             rows.append((
                 printable(module.name or "(root)"), printable(module.type), printable(tensor.name),
                 _shape(tensor.shape), f"{tensor.numel:,}", f"{tensor.zeros:,}", f"{tensor.sparsity * 100:.2f}%",
-                _pruning(module.hooks, tensor.name),
+                *compliance, _pruning(module.hooks, tensor.name) or _tied(tensor.alias_of),
             ))
         for hook in module.hooks:
             if hook.tensor is None:
                 notes.append(printable(f"  {module.name or '(root)'}: {hook.kind} hook {hook.cls}"))
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header) - 1)]
-    right = {4, 5, 6}
+    right = {4, 5, 6, 7} if nm else {4, 5, 6}
 
     def line(row: tuple[str, ...]) -> str:
         cells = [c.rjust(widths[i]) if i in right else c.ljust(widths[i]) for i, c in enumerate(row[:-1])]

@@ -201,13 +201,16 @@ class Document:
               amount: object = None, n: object = None, dim: object = None, seed: int | None = None,
               params: Mapping[str, Any] | None = None,
               mask: str | Path | Mapping[str, torch.Tensor] | torch.Tensor | None = None,
+              keep: int | None = None, group: int | None = None,
               base_dir: Path | None = None, progress: ProgressCallback | None = None,
               cancel: CancelToken | None = None) -> Command:
         """Prune each target tensor with ``method`` (a name from :mod:`sparsegui.core.methods`), as torch's
         functional API does: each target ``X`` gets ``X_orig``, ``X_mask`` and a forward-pre hook (a
-        ``PruningContainer`` when pruned again). Nothing changes unless every target validates."""
+        ``PruningContainer`` when pruned again). ``keep``/``group`` are ``nm_unstructured``'s N:M. Nothing
+        changes unless every target validates."""
         path = str(mask) if isinstance(mask, (str, Path)) else None
-        step = PruneStep(method, tuple(targets), tuple(types or ()), amount, n, dim, seed, dict(params or {}), path)  # type: ignore[arg-type]
+        step = PruneStep(method, tuple(targets), tuple(types or ()), amount, n, dim, seed,  # type: ignore[arg-type]
+                         dict(params or {}), path, keep, group)
         given = None if path is not None else mask
         return self.apply(step, masks=given, base_dir=base_dir, progress=progress, cancel=cancel)
 

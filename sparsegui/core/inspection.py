@@ -7,6 +7,7 @@ building it. :func:`inspect_model` reads any ``nn.Module`` in torch's form direc
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -14,7 +15,10 @@ import torch
 from torch import nn
 from torch.nn.utils import prune
 
+from sparsegui.core import energy
+from sparsegui.core.energy import Energy, combined
 from sparsegui.core.names import qualify
+from sparsegui.core.nm import compliance
 from sparsegui.core.pruned import forward_tensor_names, method_history, method_record, pruning_hooks
 from sparsegui.core.state import MethodEntry, ModelState, PackedCustomMask, Pruning, TensorState, scan
 from sparsegui.core.structure import HOOK_DICTS, ModelStructure, ModuleSlot, OtherHook, type_names
@@ -70,16 +74,36 @@ class TensorStats:
     """For a tensor shared with another module (tied weights): the name it is counted under."""
     axes: list[str | None] = field(default_factory=list)
     """The role of each dimension: ``"out"``, ``"in"``, ``"vocab"``, ``"dim"``, ``"kernel"`` or None (unknown)."""
+    energy: Energy | None = None
+    """‖W‖² and ‖W ⊙ (1 − M)‖² (:mod:`sparsegui.core.energy`); None when not measured (``counts=False``)."""
+    nm_compliance: float | None = None
+    """The share of N:M groups along the input axis with at most N nonzeros, when asked for (``inspect --nm``)."""
 
     @property
     def sparsity(self) -> float:
         return self.zeros / self.numel if self.numel else 0.0
 
+    @property
+    def norm_removed(self) -> float | None:
+        return None if self.energy is None else self.energy.norm_removed
+
     def to_json(self) -> dict[str, Any]:
-        out = {**asdict(self), "sparsity": self.sparsity}
-        if out["alias_of"] is None:
-            del out["alias_of"]
+        out = {**asdict(self), "sparsity": self.sparsity, "norm_removed": _number(self.norm_removed)}
+        del out["energy"]
+        for key in ("alias_of", "nm_compliance"):
+            if out[key] is None:
+                del out[key]
         return out
+
+
+def _number(value: float | None) -> float | None:
+    """JSON has no NaN: a norm that cannot be measured (NaN/Inf in the tensor) is null."""
+    return None if value is None or not math.isfinite(value) else value
+
+
+def _totals(numel: int, zeros: int, tensors: list[TensorStats]) -> dict[str, Any]:
+    return {"parameters": numel, "zeros": zeros, "sparsity": zeros / numel if numel else 0.0,
+            "norm_removed": _number(combined(t.energy for t in tensors))}
 
 
 @dataclass
@@ -110,7 +134,7 @@ class ModuleInfo:
             "buffers": [asdict(b) for b in self.buffers],
             "hooks": [h.to_json() for h in self.hooks],
             "tensors": [t.to_json() for t in self.tensors],
-            "totals": {"parameters": numel, "zeros": zeros, "sparsity": zeros / numel if numel else 0.0},
+            "totals": _totals(numel, zeros, [t for t in self.tensors if t.alias_of is None]),
         }
 
 
@@ -120,6 +144,8 @@ class ModelReport:
     modules: list[ModuleInfo]
     tied: list[list[str]] = field(default_factory=list)
     """Each tensor known by several names (tied weights): its canonical name first."""
+    nm: str | None = None
+    """The N:M pattern of the tensors' ``nm_compliance`` (``"2:4"``), when asked for."""
 
     @property
     def parameters(self) -> int:
@@ -143,8 +169,10 @@ class ModelReport:
     def to_json(self) -> dict[str, Any]:
         return {
             "source": self.source,
-            "totals": {"parameters": self.parameters, "zeros": self.zeros, "sparsity": self.sparsity},
+            "totals": _totals(self.parameters, self.zeros,
+                              [t for m in self.modules for t in m.tensors if t.alias_of is None]),
             "tied": [list(group) for group in self.tied],
+            **({"nm": self.nm} if self.nm else {}),
             "modules": [m.to_json() for m in self.modules],
         }
 
@@ -183,7 +211,7 @@ def tensor_stats(name: str, ts: TensorState, pruned: bool, alias_of: str | None 
                  axes: tuple[str | None, ...] = ()) -> TensorStats:
     counts = ts.scan()
     return TensorStats(name, list(ts.values.shape), _dtype(ts.values.dtype), ts.numel, counts.zeros, pruned,
-                       counts.nonfinite, alias_of, list(axes))
+                       counts.nonfinite, alias_of, list(axes), energy.measure(ts))
 
 
 def inspect_module_of(structure: ModelStructure, state: ModelState, path: str, device: str,
@@ -229,6 +257,20 @@ def inspect_module_of(structure: ModelStructure, state: ModelState, path: str, d
                                        0, alias, list(axes)))
     hooks = module_hook_infos(slot, {k: v for k, v in prunings.items() if v is not None}, layout.hooks)
     return ModuleInfo(path, slot.type_name, slot.inferred, parameters, buffers, hooks, tensors)
+
+
+def add_nm_compliance(report: ModelReport, doc: Document, keep: int, group: int) -> None:
+    """Set ``nm_compliance`` on every tensor of ``report`` that has an input axis whose size ``group`` divides (one
+    read of each, its forward values: ``X_orig * X_mask`` for a pruned tensor)."""
+    state = doc.state
+    report.nm = f"{keep}:{group}"
+    for module in report.modules:
+        for stats in module.tensors:
+            name = stats.alias_of or qualify(module.name, stats.name)
+            axes = doc.structure.tensors[name].axes
+            if "in" not in axes or stats.shape[axes.index("in")] % group:
+                continue
+            stats.nm_compliance = compliance(state.tensors[name].effective(), keep, group, axes.index("in"))
 
 
 def inspect_document(doc: Document, counts: bool = True) -> ModelReport:

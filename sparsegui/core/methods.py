@@ -19,6 +19,7 @@ from pathlib import Path
 from torch.nn.utils import prune
 
 from sparsegui.core.errors import PruneError
+from sparsegui.core.nm import NMUnstructured
 
 ENTRY_POINT_GROUP = "sparsegui.pruning_methods"
 GLOBAL_METHODS = {"l1_unstructured": prune.L1Unstructured, "random_unstructured": prune.RandomUnstructured}
@@ -34,6 +35,8 @@ class MethodSpec:
     takes_n: bool = False
     takes_dim: bool = False
     takes_mask: bool = False
+    takes_nm: bool = False
+    """keep and group (N:M), and an optional dim (default: each tensor's input axis)."""
     random: bool = False
     origin: str = "torch"
     description: str = ""
@@ -42,6 +45,11 @@ class MethodSpec:
     @property
     def structured(self) -> bool:
         return self.takes_dim
+
+    @property
+    def seeded(self) -> bool:
+        """Whether a step records a seed: random methods, and plugins (they may draw random numbers)."""
+        return self.random or self.origin not in ("torch", "sparsegui")
 
 
 BUILTINS: dict[str, MethodSpec] = {
@@ -63,6 +71,10 @@ BUILTINS: dict[str, MethodSpec] = {
         ),
         MethodSpec(
             "custom_from_mask", prune.CustomFromMask, takes_mask=True, description="a mask given by the user"
+        ),
+        MethodSpec(
+            "nm_unstructured", NMUnstructured, takes_nm=True, origin="sparsegui",
+            description="keep N of every M entries along the input axis (2:4 semi-structured)",
         ),
     )
 }

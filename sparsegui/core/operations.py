@@ -31,6 +31,7 @@ from sparsegui.core.loading.masks import load_masks
 from sparsegui.core.maskvalues import check_binary_mask
 from sparsegui.core.methods import GLOBAL_METHODS, MethodSpec, resolve_method
 from sparsegui.core.names import split
+from sparsegui.core.nm import check_nm
 from sparsegui.core.progress import CancelToken, ProgressCallback, check, report
 from sparsegui.core.state import Baked, ModelState, ModuleLayout, PackedCustomMask, Pruning, TensorState
 from sparsegui.core.steps import GlobalStep, PruneStep, RemoveStep, Step, resolved
@@ -79,9 +80,21 @@ def seeded(seed: int | None, device: torch.device) -> Iterator[None]:
 
 
 def prune_settings(spec: MethodSpec, amount: object = None, n: object = None, dim: object = None,
-                   params: Mapping[str, Any] | None = None) -> dict[str, Any]:
+                   params: Mapping[str, Any] | None = None, keep: object = None, group: object = None
+                   ) -> dict[str, Any]:
     """Check the settings a method takes and return its keyword arguments (no tensor needed yet)."""
     kwargs: dict[str, Any] = {}
+    if spec.takes_nm:
+        try:
+            kwargs["keep"], kwargs["group"] = check_nm(2 if keep is None else keep, 4 if group is None else group)
+        except ValueError as exc:
+            raise PruneError(f"{spec.name}: {exc}") from exc
+        if dim is not None:
+            if isinstance(dim, bool) or not isinstance(dim, int):
+                raise PruneError(f"dim={dim!r} must be an integer")
+            kwargs["dim"] = dim
+    elif keep is not None or group is not None:
+        raise PruneError(f"{spec.name} takes no keep or group (those are for nm_unstructured)")
     if spec.takes_amount:
         if amount is None:
             raise PruneError(f"{spec.name} needs an amount (a fraction such as 0.3, or a count such as 3)")
@@ -92,7 +105,9 @@ def prune_settings(spec: MethodSpec, amount: object = None, n: object = None, di
         if n is None:
             raise PruneError(f"{spec.name} needs n, the order of the norm (e.g. 1, 2 or 'inf')")
         kwargs["n"] = check_n(n)
-    if spec.takes_dim:
+    if spec.takes_nm:
+        pass
+    elif spec.takes_dim:
         if dim is None:
             raise PruneError(f"{spec.name} needs dim, the dimension whose channels are pruned")
         if isinstance(dim, bool) or not isinstance(dim, int):
@@ -121,7 +136,12 @@ def validate_target(name: str, ts: TensorState, kwargs: Mapping[str, Any]) -> No
         need = "2-D or 3-D" if n == "fro" else "3-D"
         raise PruneError(f"n={n!r} needs a {need} tensor (a matrix norm over the dims other than dim); {name} is "
                          f"{len(shape)}-D")
-    if "dim" in kwargs:
+    if "group" in kwargs:
+        dim = check_dim(kwargs["dim"], shape, name)
+        if shape[dim] % kwargs["group"]:
+            raise PruneError(f"{name}: {shape[dim]} entries along dim {dim} (its input axis) are not a multiple "
+                             f"of the group size {kwargs['group']}")
+    elif "dim" in kwargs:
         dim = check_dim(kwargs["dim"], shape, name)
         if "amount" in kwargs:
             check_amount_fits(kwargs["amount"], shape[dim], f"channels along dim {dim} of {name}")
@@ -226,15 +246,28 @@ def check_step(structure: ModelStructure, state: ModelState, step: Step, *, has_
             raise PruneError(f"global pruning needs all tensors on one device (found {sorted(map(str, devices))})")
         return Checked(None, {"amount": value}, names)
     spec = resolve_method(step.method, base_dir)
-    kwargs = prune_settings(spec, step.amount, step.n, step.dim, step.params)
+    kwargs = prune_settings(spec, step.amount, step.n, step.dim, step.params, step.keep, step.group)
     names = resolve_targets(structure, state, step.targets, step.types)
     for name in names:
-        validate_target(name, state.tensors[name], kwargs)
+        validate_target(name, state.tensors[name], target_settings(structure, name, spec, kwargs))
     if spec.takes_mask and not has_mask and not step.mask:
         raise PruneError("custom_from_mask needs a mask (a file or a tensor)")
     if not spec.takes_mask and (has_mask or step.mask is not None):
         raise PruneError(f"{spec.name} takes no mask")
     return Checked(spec, kwargs, names)
+
+
+def target_settings(structure: ModelStructure, name: str, spec: MethodSpec, kwargs: dict[str, Any]
+                    ) -> dict[str, Any]:
+    """``kwargs`` for tensor ``name``: an N:M method without a dim groups along the tensor's input axis."""
+    if not spec.takes_nm or "dim" in kwargs:
+        return kwargs
+    axes = structure.tensors[name].axes
+    if "in" not in axes:
+        known = ", ".join(a or "?" for a in axes) or "none"
+        raise PruneError(f"{name}: its input axis is unknown (axes: {known}); give dim to say along which dim the "
+                         f"groups run")
+    return {**kwargs, "dim": list(axes).index("in")}
 
 
 def plan_prune(structure: ModelStructure, state: ModelState, step: PruneStep, masks: MaskSource = None,
@@ -252,7 +285,7 @@ def plan_prune(structure: ModelStructure, state: ModelState, step: PruneStep, ma
         if isinstance(source, (str, Path)):
             mask_path = str((Path(source) if base_dir is None else base_dir / source).resolve())
     seed = step.seed
-    if seed is None and (spec.random or spec.origin != "torch"):
+    if seed is None and spec.seeded:
         seed = secrets.randbelow(2**31)
     tensors: dict[str, TensorState] = {}
     with seeded(seed, device or torch.device("cpu")):
@@ -263,9 +296,10 @@ def plan_prune(structure: ModelStructure, state: ModelState, step: PruneStep, ma
             mask = given.get(name)
             if mask is not None:
                 mask = mask.to(device=ts.values.device)
-            tensors[name] = prune_one(name, ts, spec, kwargs, mask)
+            tensors[name] = prune_one(name, ts, spec, target_settings(structure, name, spec, kwargs), mask)
     report(progress, 1.0, "done")
-    record = resolved(step, names, method=spec.name, seed=seed, mask=mask_path, params=dict(step.params))
+    nm = {"keep": kwargs["keep"], "group": kwargs["group"]} if spec.takes_nm else {}
+    record = resolved(step, names, method=spec.name, seed=seed, mask=mask_path, params=dict(step.params), **nm)
     return Change(record, state, tensors, _layouts(structure, state, names))
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import os
 import stat
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +25,7 @@ MAX_RECIPE_STEPS = 10_000
 MAX_RECIPE_DEPTH = 32
 MAX_SEED = 2**64 - 1  # torch.manual_seed takes 0 … 2**64 - 1 (and wraps negative seeds, which recipes refuse)
 ALLOWED_KEYS = {
-    "prune": {"op", "method", "targets", "types", "amount", "n", "dim", "seed", "params", "mask"},
+    "prune": {"op", "method", "targets", "types", "amount", "n", "dim", "seed", "params", "mask", "keep", "group"},
     "global": {"op", "method", "targets", "types", "amount", "seed"},
     "remove": {"op", "targets", "types"},
 }
@@ -247,7 +247,17 @@ def _check_mask(i: int, value: object) -> None:
         raise _bad(i, "mask", "the name of a mask file", value)
 
 
+def _check_count(key: str) -> Callable[[int, Any], None]:
+    def check(i: int, value: Any) -> None:
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= MAX_GROUP:
+            raise _bad(i, key, f"a whole number from 1 to {MAX_GROUP}", value)
+    return check
+
+
+MAX_GROUP = 1 << 16
+
 _FIELDS = {"method": _check_method, "targets": _check_targets, "types": _check_types, "amount": _check_amount,
-           "n": _check_n, "dim": _check_dim, "seed": _check_seed, "params": _check_params, "mask": _check_mask}
+           "n": _check_n, "dim": _check_dim, "seed": _check_seed, "params": _check_params, "mask": _check_mask,
+           "keep": _check_count("keep"), "group": _check_count("group")}
 
 

@@ -250,6 +250,8 @@ def render_values(
         raise ValueError("the tensor is on the meta device and has no values to show")
     layout = make_layout(values.shape, gaps=gaps, max_rows=max_rows, max_cols=max_cols)
     row_step, col_step = -(-layout.rows // max_rows), -(-layout.cols // max_cols)
+    if row_step * col_step > 1 and layout.kind in BANDED:
+        return _render_banded(values, mask, mode, layout, row_step, col_step)
     cpu = values.detach().cpu()
     if isinstance(mask, BitMask):
         mask_np: np.ndarray | None = mask.numpy()
@@ -292,6 +294,47 @@ def render_values(
         def value_at(index: Index) -> float:
             return float(source[index])
     return RenderedTensor(image, levels, row_step, col_step, layout, mode, signed, value_at)
+
+
+BANDED = ("matrix", "flattened", "conv1d")
+"""Layouts whose picture rows are the tensor's rows in order: a big one is reduced band by band (a few rows at a
+time), never as a whole float copy."""
+
+
+def _render_banded(values: torch.Tensor, mask: torch.Tensor | BitMask | None, mode: str, layout: Layout,
+                   row_step: int, col_step: int) -> RenderedTensor:
+    """The downsampled picture of a big tensor, computed ``row_step`` rows at a time: fraction kept per block for
+    masks, mean ``|value|`` per block otherwise (the effective value is ``value × mask``)."""
+    rows, cols = layout.rows, layout.cols
+    flat = values.detach().reshape(rows, cols)
+    col_starts = np.arange(0, cols, col_step)
+    counts = block_counts(rows, cols, row_step, col_step)
+    image = np.empty((len(range(0, rows, row_step)), len(col_starts)), dtype=np.float32)
+    for band, start in enumerate(range(0, rows, row_step)):
+        stop = min(rows, start + row_step)
+        kept = None
+        if mask is not None:
+            if isinstance(mask, BitMask):
+                kept = mask.chunk(start * cols, stop * cols).reshape(stop - start, cols)
+            else:
+                kept = mask.detach().reshape(rows, cols)[start:stop].cpu().numpy() != 0
+        if mode == "mask":
+            summed = kept.sum(axis=0, dtype=np.float32) if kept is not None else \
+                np.full(cols, stop - start, dtype=np.float32)
+        else:
+            part = flat[start:stop].cpu().float().numpy()
+            if mode == "effective" and kept is not None:
+                part = part * kept
+            summed = np.abs(part).sum(axis=0, dtype=np.float32)
+        image[band] = np.add.reduceat(summed, col_starts)
+    image /= counts
+    if mode == "mask":
+        levels = (0.0, 1.0)
+    else:
+        finite = image[np.isfinite(image)]
+        top = float(finite.max()) if finite.size else 0.0
+        levels = (0.0, top if top > 0 else 1.0)
+    return RenderedTensor(np.ascontiguousarray(image), levels, row_step, col_step, layout, mode, False, None)
 
 
 def render_tensor(

@@ -122,6 +122,16 @@ def row_count(row: Row, totals: Totals) -> Count | None:
     return None
 
 
+def row_norm_removed(row: Row, totals: Totals) -> float | None:
+    """The norm removed a row shows: a module's (its subtree as one tensor) or a forward tensor's; None for other
+    rows and while not measured."""
+    if row.kind == "module":
+        return totals.module_norm_removed(row.name)
+    if row.kind == "tensor" and row.tensor is not None:
+        return totals.norm_removed(row.tensor)
+    return None
+
+
 BUFFER_COUNT_LIMIT = 1 << 22
 
 

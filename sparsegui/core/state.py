@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -31,10 +31,12 @@ from sparsegui.core.bitmask import CHUNK, BitMask
 
 @dataclass(frozen=True)
 class Scan:
-    """What one pass over a tensor found: entries equal to zero (``-0.0`` included, NaN not) and NaN/±Inf entries."""
+    """What one pass over a tensor found: entries equal to zero (``-0.0`` included, NaN not) and NaN/±Inf entries;
+    a pass over a whole tensor also sums the squares of its entries (in float64: ``‖X‖²``, for norm removed)."""
 
     zeros: int
     nonfinite: int
+    sumsq: float | None = field(default=None, compare=False)
 
 
 _NUMPY_DTYPES = frozenset({torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64, torch.float16,
@@ -47,7 +49,7 @@ _CPU_COMPUTE = frozenset({torch.float16, torch.bfloat16, torch.float32, torch.fl
 _FP4 = getattr(torch, "float4_e2m1fn_x2", None)
 
 
-def _computable(part: torch.Tensor) -> torch.Tensor:
+def computable(part: torch.Tensor) -> torch.Tensor:
     """``part`` in a dtype the CPU computes on, with the same zeros and NaN/Inf: float8 and wide unsigned integers
     become float32; a dtype torch cannot convert is read as its bytes (for packed fp4, the two values of a byte
     with the sign bits cleared: the byte counts as zero when both are ±0; fp4 has no NaN or Inf)."""
@@ -72,12 +74,26 @@ def scan(tensor: torch.Tensor) -> Scan:
         return Scan(0, 0)
     flat = tensor.detach().reshape(-1)
     zeros = nonfinite = 0
+    sumsq: float | None = 0.0
     for start in range(0, flat.numel(), CHUNK):
-        part = _computable(flat[start : start + CHUNK])
+        part = computable(flat[start : start + CHUNK])
         zeros += _count_zeros(part)
         if part.is_floating_point() or part.is_complex():
             nonfinite += part.numel() - int(torch.isfinite(part).sum())
-    return Scan(zeros, nonfinite)
+        if sumsq is not None and (part.dtype == tensor.dtype or part.is_floating_point()):
+            sumsq += squares(part)
+        else:  # read as raw bytes (packed fp4 and dtypes torch cannot convert): no magnitudes
+            sumsq = None
+    return Scan(zeros, nonfinite, sumsq)
+
+
+def squares(part: torch.Tensor) -> float:
+    """The sum of the squared magnitudes of ``part``'s entries, accumulated in float64."""
+    if part.is_complex():
+        return float(torch.linalg.vector_norm(part.to(torch.complex128))) ** 2
+    if not part.is_floating_point():
+        part = part.to(torch.float64)
+    return float(torch.linalg.vector_norm(part, dtype=torch.float64)) ** 2
 
 
 def count_zeros(tensor: torch.Tensor) -> int:
@@ -93,7 +109,7 @@ def masked_scan(values: torch.Tensor, mask: BitMask, known: Scan | None) -> Scan
     flat = values.detach().reshape(-1)
     zeros = nonfinite = 0
     for start, stop, keep in mask.chunks():
-        part = _computable(flat[start:stop])
+        part = computable(flat[start:stop])
         kept = torch.from_numpy(keep)
         if part.device.type != "cpu":
             kept = kept.to(part.device)

@@ -12,9 +12,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from sparsegui.core import energy
+from sparsegui.core.energy import Energy
 from sparsegui.core.names import ancestors
 from sparsegui.core.progress import CancelToken, ProgressCallback, check, report
-from sparsegui.core.state import ModelState
+from sparsegui.core.state import ModelState, TensorState
 from sparsegui.core.structure import ModelStructure
 
 
@@ -43,13 +45,26 @@ class Count:
 EMPTY = Count(0, 0)
 
 
+def measured(ts: TensorState) -> bool:
+    """Whether the zeros and the norm removed of ``ts`` are known (nothing left to read)."""
+    return ts.scanned is not None and energy.known(ts) is not None
+
+
+def measure(ts: TensorState) -> None:
+    """Count the zeros and measure the norm removed of ``ts`` (each at most one pass, then cached)."""
+    ts.scan()
+    energy.measure(ts)
+
+
 class Totals:
-    """Counts of ``state``'s tensors and module subtrees (a tied tensor counts once, under its canonical name)."""
+    """Counts of ``state``'s tensors and module subtrees (a tied tensor counts once, under its canonical name),
+    and their norm removed (:mod:`sparsegui.core.energy`)."""
 
     def __init__(self, structure: ModelStructure, state: ModelState) -> None:
         self.structure = structure
         self.state = state
         self._modules: dict[str, Count] = {}
+        self._energies: dict[str, Energy | None] = {}
 
     def tensor(self, name: str) -> Count:
         """The count of tensor ``name`` (any of its names)."""
@@ -74,18 +89,38 @@ class Totals:
     def total(self) -> Count:
         return self.module("")
 
+    def norm_removed(self, name: str) -> float | None:
+        """Norm removed of tensor ``name`` (any of its names); None while not measured."""
+        return energy.norm_removed_known(self.state.tensors[self.structure.canonical.get(name, name)])
+
+    def module_norm_removed(self, path: str) -> float | None:
+        """Norm removed of the module at ``path`` and everything below it, as one tensor (None while any of its
+        tensors is not measured)."""
+        if not self._energies:
+            sums: dict[str, Energy | None] = dict.fromkeys(self.structure.modules, Energy(0.0, 0.0))
+            for name, slot in self.structure.tensors.items():
+                known = energy.known(self.state.tensors[name])
+                for above in ancestors(slot.module):
+                    if above in sums:
+                        before = sums[above]
+                        sums[above] = None if before is None or known is None else before + known
+            self._energies = sums
+        found = self._energies.get(path, Energy(0.0, 0.0))
+        return None if found is None else found.norm_removed
+
     def unknown(self, names: Iterable[str] | None = None) -> list[str]:
-        """Canonical names among ``names`` (default: all) whose counts are not known yet."""
+        """Canonical names among ``names`` (default: all) whose counts or norms removed are not known yet."""
         chosen = self.state.tensors if names is None else [self.structure.canonical.get(n, n) for n in names]
-        return [n for n in dict.fromkeys(chosen) if self.state.tensors[n].scanned is None]
+        return [n for n in dict.fromkeys(chosen) if not measured(self.state.tensors[n])]
 
 
 def count_all(state: ModelState, names: Iterable[str], progress: ProgressCallback | None = None,
               cancel: CancelToken | None = None) -> None:
-    """Count the zeros (and NaN/Inf) of the tensors ``names`` of ``state`` that are not known yet (read-only)."""
-    todo = [n for n in dict.fromkeys(names) if state.tensors[n].scanned is None]
+    """Count the zeros (and NaN/Inf) and measure the norm removed of the tensors ``names`` of ``state`` that are not
+    known yet (read-only)."""
+    todo = [n for n in dict.fromkeys(names) if not measured(state.tensors[n])]
     for index, name in enumerate(todo):
         check(cancel)
         report(progress, index / max(len(todo), 1), f"counting zeros of {name}")
-        state.tensors[name].scan()
+        measure(state.tensors[name])
     report(progress, 1.0, "counted")

@@ -41,17 +41,20 @@ class PruneStep:
     seed: int | None = None
     params: Mapping[str, Any] = field(default_factory=dict)
     mask: str | None = None
+    keep: int | None = None
+    group: int | None = None
     op: str = field(default="prune", init=False)
 
     def label(self) -> str:
         name = self.method.rsplit(":", 1)[-1]
-        return " ".join(f"{name} {amount_text(self.amount)} on {where_text(self.targets)}".split())
+        setting = f"{self.keep}:{self.group}" if self.keep is not None else amount_text(self.amount)
+        return " ".join(f"{name} {setting} on {where_text(self.targets)}".split())
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"op": "prune", "method": self.method, "targets": list(self.targets)}
         if self.types:
             out["types"] = list(self.types)
-        for key in ("amount", "n", "dim"):
+        for key in ("amount", "n", "dim", "keep", "group"):
             if getattr(self, key) is not None:
                 out[key] = getattr(self, key)
         if self.params:
@@ -120,7 +123,7 @@ def step_from_json(step: Mapping[str, Any]) -> Step:
     if op == "prune":
         params = dict(step.get("params") or {})
         return PruneStep(step["method"], targets, types, step.get("amount"), step.get("n"), step.get("dim"),
-                         step.get("seed"), params, step.get("mask"))
+                         step.get("seed"), params, step.get("mask"), step.get("keep"), step.get("group"))
     raise RecipeError(f"unknown op {op!r}; use prune, global or remove")
 
 

@@ -16,15 +16,16 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QPointF, Signal
 from PySide6.QtGui import QFontMetrics
-from PySide6.QtWidgets import QApplication, QLabel, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QApplication, QComboBox, QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
-from sparsegui.core.stats import Count
+from sparsegui.core.stats import Count, Totals
 from sparsegui.core.targets import model_order
 from sparsegui.gui.histogram import BACKGROUND_LIMIT, WeightHistogram
 from sparsegui.gui.plot_files import export_png, export_svg
 from sparsegui.gui.session import Selection, Session
 
-__all__ = ["BACKGROUND_LIMIT", "SparsityChart", "WeightHistogram", "abbreviate"]
+__all__ = ["BACKGROUND_LIMIT", "METRICS", "SparsityChart", "WeightHistogram", "abbreviate", "metric_combo",
+           "metric_value"]
 
 PRUNED_BRUSH = "#4c9be8"
 UNPRUNED_BRUSH = "#8c8c8c"
@@ -99,8 +100,31 @@ class _PercentAxis(pg.AxisItem):
         return [f"{v * 100:.0f}%" for v in values]
 
 
+METRICS = {"sparsity": ("Sparsity", "sparsity (share of zeros)"),
+           "norm_removed": ("Norm removed", "norm removed ‖W ⊙ (1 − M)‖ / ‖W‖")}
+"""What the charts can show per tensor: key → (menu text, axis label)."""
+
+
+def metric_combo(name: str) -> QComboBox:
+    """The "Show:" choice of the charts: sparsity or norm removed."""
+    combo = QComboBox(objectName=name)
+    for key, (text, _label) in METRICS.items():
+        combo.addItem(text, key)
+    combo.setToolTip("Sparsity: the share of zeros. Norm removed: ‖W ⊙ (1 − M)‖ / ‖W‖, how much of the weights' "
+                     "norm (as loaded) the zeros took.")
+    return combo
+
+
+def metric_value(totals: Totals, name: str, metric: str) -> float | None:
+    """Tensor ``name``'s sparsity or norm removed (None while not known; NaN norms count as unknown)."""
+    if metric == "norm_removed":
+        value = totals.norm_removed(name)
+        return None if value is None or math.isnan(value) else value
+    return totals.tensor(name).sparsity
+
+
 class SparsityChart(QWidget):
-    """Per-tensor sparsity bars for the whole model; clicking a bar selects that tensor."""
+    """Per-tensor sparsity (or norm removed) bars for the whole model; clicking a bar selects that tensor."""
 
     tensor_clicked = Signal(str)
 
@@ -121,21 +145,25 @@ class SparsityChart(QWidget):
         )
         self.plot.setMenuEnabled(False)
         self.plot.setMouseEnabled(x=True, y=False)
-        self.plot.setLabel("left", "sparsity (share of zeros)")
         self.plot.showGrid(y=True, alpha=0.25)
-        self.plot.setTitle("Sparsity per tensor", size="10pt")
         self.tracks = pg.BarGraphItem(x=[], height=[], width=0.8)  # a faint full-height column per tensor
         self.bars = pg.BarGraphItem(x=[], height=[], width=0.8)
         self.plot.addItem(self.tracks)
         self.plot.addItem(self.bars)
         self.graphics.setToolTip("Blue: pruned tensors · grey: not pruned · orange: selected. Click a bar to "
                                  "select its tensor; scroll to zoom.")
-        self.summary_label = QLabel(" ", objectName="sparsitySummaryLabel")
+        self.summary_label = QLabel(" ", objectName="sparsitySummaryLabel", wordWrap=True)
         self.info_label = QLabel(" ", objectName="sparsityInfoLabel")
+        self.metric_combo = metric_combo("sparsityMetric")
+        self.metric_combo.currentIndexChanged.connect(lambda _i: self.refresh())
 
         layout = QVBoxLayout(self)
         layout.setContentsMargins(2, 2, 2, 2)
-        layout.addWidget(self.summary_label)
+        top = QHBoxLayout()
+        top.addWidget(QLabel("Show:"))
+        top.addWidget(self.metric_combo)
+        top.addWidget(self.summary_label, 1)
+        layout.addLayout(top)
         layout.addWidget(self.graphics, 1)
         layout.addWidget(self.info_label)
 
@@ -150,8 +178,16 @@ class SparsityChart(QWidget):
     # -- public API ----------------------------------------------------------------------------------------------
     @property
     def heights(self) -> np.ndarray:
-        """The bar heights: each tensor's share of zeros (0–1), in ``names`` order."""
+        """The bar heights: each tensor's share of zeros (or norm removed), 0–1, in ``names`` order."""
         return self.sparsities.copy()
+
+    @property
+    def metric(self) -> str:
+        """What the bars show: ``"sparsity"`` or ``"norm_removed"``."""
+        return str(self.metric_combo.currentData())
+
+    def show_metric(self, metric: str) -> None:
+        self.metric_combo.setCurrentIndex(self.metric_combo.findData(metric))
 
     def refresh(self) -> None:
         """Read every tensor's count from ``session.totals`` and redraw (each tensor once, under its canonical
@@ -164,7 +200,11 @@ class SparsityChart(QWidget):
         changed_names = list(tensors) != self.names
         self.tensors = tensors
         self.names = list(tensors)
-        self.sparsities = np.array([c.sparsity or 0.0 for _, c, _ in tensors.values()], dtype=float)
+        metric = self.metric
+        self.sparsities = np.array([metric_value(totals, name, metric) or 0.0 for name in tensors], dtype=float)
+        title, label = METRICS[metric]
+        self.plot.setLabel("left", label)
+        self.plot.setTitle(f"{title} per tensor", size="10pt")
         self.pruned = [p for _, _, p in tensors.values()]
         self.name_axis.set_names(self.names)
         self._paint_bars()
@@ -239,7 +279,9 @@ class SparsityChart(QWidget):
         shape = " × ".join(str(s) for s in dims) or "scalar"
         zeros = "zeros not counted yet" if count.zeros is None else \
             f"{count.sparsity or 0.0:.2%} zeros, {count.zeros:,} of {count.numel:,}"
-        self.info_label.setText(f"{name} ({shape}): {zeros}" + (" · pruned" if pruned else ""))
+        norm = self.session.totals.norm_removed(name)
+        removed = "" if norm is None or math.isnan(norm) else f", norm removed {norm:.2%}"
+        self.info_label.setText(f"{name} ({shape}): {zeros}{removed}" + (" · pruned" if pruned else ""))
 
 
 def _preview() -> None:  # pragma: no cover - manual preview

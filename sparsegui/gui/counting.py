@@ -15,6 +15,7 @@ from PySide6.QtCore import QObject, Signal
 
 from sparsegui.core.progress import CancelToken
 from sparsegui.core.state import ModelState
+from sparsegui.core.stats import measure, measured
 from sparsegui.gui.session import Session
 
 REPORT_EVERY = 0.25  # seconds between two reports to the views
@@ -52,7 +53,7 @@ class BackgroundCounter(QObject):
         if self.session.busy:
             return
         state, structure = self.session.state, self.session.document.structure
-        todo = [n for n in structure.tensors if state.tensors[n].scanned is None]
+        todo = [n for n in structure.tensors if not measured(state.tensors[n])]
         if not todo:
             return
         token = CancelToken()
@@ -77,12 +78,12 @@ class BackgroundCounter(QObject):
         with self._lock:
             for name in self._first:
                 name = canonical.get(name, name)
-                if name in todo and state.tensors[name].scanned is None:
+                if name in todo and not measured(state.tensors[name]):
                     todo.remove(name)
                     return name
         while todo:
             name = todo.pop(0)
-            if state.tensors[name].scanned is None:
+            if not measured(state.tensors[name]):
                 return name
         return None
 
@@ -95,7 +96,7 @@ class BackgroundCounter(QObject):
             if name is None:
                 break
             self._emit(float(done) / total, f"counting zeros: {name}")
-            state.tensors[name].scan()
+            measure(state.tensors[name])
             done += 1
             if time.monotonic() - last > REPORT_EVERY:
                 last = time.monotonic()

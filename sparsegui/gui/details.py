@@ -7,6 +7,7 @@ zeros, sparsity and whether it is pruned. Names are links that select the item.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Container
 from dataclasses import dataclass
 from html import escape
@@ -18,8 +19,9 @@ from PySide6.QtWidgets import QTextBrowser, QVBoxLayout, QWidget
 
 from sparsegui.core.inspection import HookInfo, ModuleInfo, inspect_module_of
 from sparsegui.core.loading.source import SourceInfo
-from sparsegui.core.rows import Row, buffer_count, child_rows, module_row, row_count
-from sparsegui.core.state import ModelState
+from sparsegui.core.nm import check_groups, eligibility
+from sparsegui.core.rows import Row, buffer_count, child_rows, module_row, row_count, row_norm_removed
+from sparsegui.core.state import ModelState, TensorState
 from sparsegui.core.stats import Count, Totals
 from sparsegui.core.structure import ModelStructure
 from sparsegui.gui.session import Selection, Session
@@ -97,6 +99,35 @@ def _percent(count: Count) -> str:
     return "…" if count.zeros is None and count.numel else "" if sparsity is None else percent_text(sparsity)
 
 
+NM_READ_LIMIT = 1 << 22
+"""Tensors up to this many entries get their 2:4 compliance here at once; bigger ones in the mask view."""
+
+
+def nm_rows(ts: TensorState, axes: tuple[str | None, ...]) -> list[tuple[str, str]]:
+    """2:4 compliance along the input axis and which 2:4 kernels the weight's shape and dtype allow."""
+    if "in" not in axes:
+        return []
+    dim = axes.index("in")
+    shape = ts.values.shape
+    if shape[dim] % 4:
+        compliance = f"n/a: {shape[dim]} input features are not a multiple of 4"
+    elif ts.numel <= NM_READ_LIMIT:
+        share = check_groups(ts.effective() != 0, 2, 4, dim)[0]
+        compliance = f"{share:.2%} of groups along dim {dim} have ≤ 2 nonzeros"
+    else:
+        compliance = "Mask tab ▸ Show: N:M groups (too big to read here)"
+    kernels = "<br>".join(f"{'✓' if e.ok else '✗'} {escape(e.target)}: {escape(e.reason)}"
+                          for e in eligibility(shape, ts.values.dtype, axes))
+    note = '<br><span class="muted">A mask alone makes nothing faster or smaller: only these kernels use 2:4.</span>'
+    return [("2:4 compliance", compliance), ("2:4 kernels", kernels + note)]
+
+
+def _norm(value: float | None) -> str:
+    """Norm removed as text: … while it is measured, n/a for a tensor holding NaN or Inf."""
+    return "…" if value is None else "n/a (NaN or Inf in the weights)" if math.isnan(value) else \
+        percent_text(value)
+
+
 def _zeros(count: Count) -> str:
     return "…" if count.zeros is None else f"{count.zeros:,}"
 
@@ -127,7 +158,8 @@ def module_html(view: View, name: str) -> str:
     title = escape(name or slot.type_name)
     parts = [f'<h3>{title} <span class="muted">{escape(info.type)}</span></h3>',
              f"<p>{total.numel:,} parameters{' in its subtree' if slot.children else ''} · "
-             f"{_sparsity(total.zeros, total.numel) if total.numel else 'no tensors'}</p>"]
+             f"{_sparsity(total.zeros, total.numel) if total.numel else 'no tensors'}"
+             f"{' · norm removed ' + _norm(view.totals.module_norm_removed(name)) if total.numel else ''}</p>"]
     rows = []
     for tensor in info.tensors:
         qualname = qualify(name, tensor.name)
@@ -215,6 +247,10 @@ def tensor_html(view: View, selection: Selection) -> str:
                                      f"{zeros:,}" if zeros is not None else ""),
             ("sparsity", "…" if zeros is None and count is not None else
              percent_text(zeros / numel if numel and zeros is not None else 0.0))]
+    if row.kind == "tensor":
+        rows.append(("norm removed", _norm(row_norm_removed(row, view.totals))))
+        if ts is not None and row.tensor is not None:
+            rows += nm_rows(ts, view.structure.tensors[row.tensor].axes)
     if row.kind == "parameter":
         rows.append(("requires_grad", str(slot.requires_grad.get(local.removesuffix("_orig"), False))))
     if row.kind == "buffer" and row.key != ("mask",):

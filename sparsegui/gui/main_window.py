@@ -30,6 +30,7 @@ from PySide6.QtWidgets import (
 from sparsegui.core.demos import DEMOS
 from sparsegui.core.devices import list_devices
 from sparsegui.core.document import Document
+from sparsegui.gui.blocks_view import BlocksView
 from sparsegui.gui.charts import SparsityChart, WeightHistogram
 from sparsegui.gui.controller import Controller
 from sparsegui.gui.details import DetailsView
@@ -76,6 +77,10 @@ class MainWindow(QMainWindow):
         self.tabs = QTabWidget(objectName="centralTabs")
         self.tabs.addTab(self.mask_view, "Mask")
         self.tabs.addTab(charts, "Sparsity")
+        self.blocks_view = BlocksView(self.session)
+        self.tabs.addTab(self.blocks_view, "Blocks")
+        self.tabs.setTabVisible(2, self.blocks_view.grid is not None)
+        self.blocks_view.available.connect(lambda shown: self.tabs.setTabVisible(2, shown))
         self.opening_banner = QLabel(objectName="openingBanner", wordWrap=True)
         self.opening_banner.setStyleSheet("background: #d9822b; color: white; padding: 6px; font-weight: 600;")
         self.opening_banner.hide()
@@ -165,7 +170,7 @@ class MainWindow(QMainWindow):
             file_menu.addAction(action)
         image_menu = file_menu.addMenu("Export Image")
         for label, widget in (("Mask image", self.mask_view), ("Sparsity chart", self.sparsity_chart),
-                              ("Histogram", self.histogram)):
+                              ("Histogram", self.histogram), ("Blocks chart", self.blocks_view)):
             image_menu.addAction(self._action(f"{label}…", lambda _=False, w=widget: self.export_image(w)))
         file_menu.addSeparator()
         file_menu.addAction(self.quit_action)

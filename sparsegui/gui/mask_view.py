@@ -4,7 +4,7 @@ readout. The pixels come from :mod:`sparsegui.core.render`; this module only sho
 from __future__ import annotations
 
 import math
-import sys
+from collections.abc import Callable
 from html import escape
 from pathlib import Path
 
@@ -13,7 +13,6 @@ import torch
 from PySide6.QtCore import QPointF, QRectF, Qt
 from PySide6.QtGui import QFontMetrics, QResizeEvent
 from PySide6.QtWidgets import (
-    QApplication,
     QComboBox,
     QGraphicsRectItem,
     QHBoxLayout,
@@ -22,15 +21,21 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from sparsegui.core.axes import axis_name
 from sparsegui.core.bitmask import BitMask
+from sparsegui.core.names import split
+from sparsegui.core.nm import parse_nm
 from sparsegui.core.render import Layout, RenderedTensor, is_kept, render_values, state_parts
+from sparsegui.core.render_nm import NMPicture, render_nm
 from sparsegui.gui.background import LatestOnly
 from sparsegui.gui.plot_files import export_png, export_svg
 from sparsegui.gui.session import Selection, Session
 
 pg.setConfigOptions(imageAxisOrder="row-major")
 
-MODES = {"mask": "Mask", "magnitude": "|Weight|", "effective": "Effective weight"}
+MODES = {"mask": "Mask", "magnitude": "|Weight|", "effective": "Effective weight", "nm": "N:M groups"}
+NM_PATTERNS = ("2:4", "1:4", "4:8", "1:2")
+NM_COLOURS = pg.ColorMap([0.0, 1.0], [(40, 40, 48), (235, 64, 52)])
 COLORMAPS = ["Auto", "viridis", "inferno", "cividis", "CET-L1", "CET-D1"]
 TENSOR_KINDS = ("tensor", "parameter", "buffer")
 GAP_COLOR = "#6e6e6e"
@@ -97,6 +102,7 @@ class MaskView(QWidget):
         self.session = session
         self.qualname: str | None = None
         self.rendered: RenderedTensor | None = None
+        self.nm: NMPicture | None = None
         self._mask: torch.Tensor | BitMask | None = None
         self._title = EMPTY_TITLE
         self._background = LatestOnly(self)
@@ -104,6 +110,13 @@ class MaskView(QWidget):
         self.mode_combo = QComboBox(objectName="maskModeCombo")
         for mode, label in MODES.items():
             self.mode_combo.addItem(label, mode)
+        self.nm_combo = QComboBox(objectName="maskNmCombo")
+        self.nm_combo.addItems(NM_PATTERNS)
+        self.nm_combo.setToolTip("N:M = N kept of every M consecutive entries along the input axis; red: groups "
+                                 "with more than N nonzeros")
+        self.nm_label = QLabel("Pattern:")
+        self.nm_combo.setVisible(False)
+        self.nm_label.setVisible(False)
         self.colormap_combo = QComboBox(objectName="maskColormapCombo")
         self.colormap_combo.addItems(COLORMAPS)
         self.colormap_combo.setToolTip("Auto: two colours for masks, viridis for |weight|, diverging for signs")
@@ -131,6 +144,8 @@ class MaskView(QWidget):
         controls = QHBoxLayout()
         controls.addWidget(QLabel("Show:"))
         controls.addWidget(self.mode_combo)
+        controls.addWidget(self.nm_label)
+        controls.addWidget(self.nm_combo)
         controls.addWidget(QLabel("Colours:"))
         controls.addWidget(self.colormap_combo)
         controls.addStretch(1)
@@ -141,6 +156,7 @@ class MaskView(QWidget):
         layout.addWidget(self.cursor_label)
 
         self.mode_combo.currentIndexChanged.connect(lambda _i: self.refresh())
+        self.nm_combo.currentIndexChanged.connect(lambda _i: self.refresh())
         self.colormap_combo.currentIndexChanged.connect(lambda _i: self._apply_colormap())
         self.graphics.scene().sigMouseMoved.connect(self._on_mouse_moved)
         session.selection_changed.connect(self._on_selection)
@@ -185,6 +201,7 @@ class MaskView(QWidget):
         self._background.cancel()
         self.qualname = None
         self.rendered = None
+        self.nm = None
         self._mask = None
         self.image.clear()
         self.backdrop.setRect(QRectF())
@@ -209,16 +226,19 @@ class MaskView(QWidget):
         the window (the image appears when ready; a newer request overtakes an older one)."""
         qualname, mode = self.qualname, self.mode
         assert qualname is not None
+        self.nm_combo.setVisible(mode == "nm")
+        self.nm_label.setVisible(mode == "nm")
         module_name, _, local = qualname.rpartition(".")
         try:
             values, mask = state_parts(self.session.document.structure, self.session.state, module_name, local)
+            job = self._job(values, mask, mode)
         except (KeyError, TypeError, ValueError) as exc:
             self._show_error(qualname, exc)
             return False
         if values.numel() <= BACKGROUND_LIMIT:
             self._background.cancel()
             try:
-                rendered = render_values(values, mask, mode)
+                rendered = job()
             except (TypeError, ValueError) as exc:
                 self._show_error(qualname, exc)
                 return False
@@ -226,13 +246,26 @@ class MaskView(QWidget):
             return True
         self._set_title(f"{qualname} {_shape_text(tuple(values.shape))} — rendering…")
 
-        def shown(rendered: RenderedTensor) -> None:
+        def shown(rendered: RenderedTensor | NMPicture) -> None:
             if self.qualname == qualname and self.mode == mode:
                 self._show(qualname, values, mask, rendered, reset_view)
 
-        self._background.submit(lambda: render_values(values, mask, mode), shown,
-                                lambda exc: self._show_error(qualname, exc))
+        self._background.submit(job, shown, lambda exc: self._show_error(qualname, exc))
         return True
+
+    def _job(self, values: torch.Tensor, mask: torch.Tensor | BitMask | None, mode: str
+             ) -> Callable[[], RenderedTensor | NMPicture]:
+        """What renders the picture (in any thread): N:M groups need the tensor's input axis."""
+        if mode != "nm":
+            return lambda: render_values(values, mask, mode)
+        keep, group = parse_nm(self.nm_combo.currentText())
+        axes = self.axes()
+        if "in" not in axes:
+            raise ValueError("N:M groups run along a weight's input axis, and this tensor has none that is known")
+        dim = axes.index("in")
+        if values.shape[dim] % group:
+            raise ValueError(f"its input axis (dim {dim}) has {values.shape[dim]} entries, not a multiple of {group}")
+        return lambda: render_nm(values, mask, keep, group, dim)
 
     @property
     def rendering(self) -> bool:
@@ -240,15 +273,17 @@ class MaskView(QWidget):
         return self._background.busy
 
     def _show_error(self, qualname: str, exc: BaseException) -> None:
-        self.rendered, self._mask = None, None
+        self.rendered, self._mask, self.nm = None, None, None
         self.image.clear()
         self.backdrop.setRect(QRectF())
         self.cursor_label.setText(" ")
         self._set_title(f"{qualname}: {exc}")
 
-    def _show(self, qualname: str, values: torch.Tensor, mask: torch.Tensor | BitMask | None, rendered: RenderedTensor,
-              reset_view: bool) -> None:
-        self.rendered, self._mask = rendered, mask
+    def _show(self, qualname: str, values: torch.Tensor, mask: torch.Tensor | BitMask | None,
+              picture: RenderedTensor | NMPicture, reset_view: bool) -> None:
+        nm = picture if isinstance(picture, NMPicture) else None
+        rendered = picture.rendered if isinstance(picture, NMPicture) else picture
+        self.rendered, self._mask, self.nm = rendered, mask, nm
         self._apply_colormap()
         self.image.setImage(rendered.image, levels=rendered.levels, autoLevels=False)
         rows, cols = rendered.image.shape
@@ -259,9 +294,12 @@ class MaskView(QWidget):
         self.colorbar.setLevels(rendered.levels)
         self._set_axes(rendered.layout)
         title = f"{qualname} {_shape_text(tuple(values.shape))} — {MODES[self.mode]}"
+        if nm is not None:
+            title = (f"{qualname} {_shape_text(tuple(values.shape))} — {nm.keep}:{nm.group} groups along dim "
+                     f"{nm.dim}: {nm.compliance:.2%} compliant; red: more than {nm.keep} nonzeros")
         if rendered.downsampled:
             title += f" (downsampled ×{rendered.factor}: {rendered.row_step}×{rendered.col_step} blocks, "
-            title += "fraction kept)" if self.mode == "mask" else "mean |w|)"
+            title += {"mask": "fraction kept)", "nm": "share in such groups)"}.get(self.mode, "mean |w|)")
         self._set_title(title)
         if reset_view:  # square pixels keep conv kernels square; matrices fill the view
             aspect = rendered.layout.rows / max(1, rendered.layout.cols)
@@ -271,6 +309,8 @@ class MaskView(QWidget):
     def _colormap(self) -> pg.ColorMap:
         choice = self.colormap_combo.currentText()
         rendered = self.rendered
+        if choice == "Auto" and rendered is not None and rendered.mode == "nm":
+            return NM_COLOURS if rendered.downsampled else two_colour(NM_COLOURS)
         if choice == "Auto":
             signed = rendered is not None and rendered.signed
             choice = "CET-D1" if signed else "viridis"
@@ -283,21 +323,33 @@ class MaskView(QWidget):
         self.colorbar.setColorMap(self._colormap())
         if self.rendered is not None:
             self.colorbar.setLevels(self.rendered.levels)
-        labels = {"mask": "mask", "magnitude": "|weight|", "effective": "weight"}
+        labels = {"mask": "mask", "magnitude": "|weight|", "effective": "weight", "nm": "N:M groups"}
         label = labels[self.mode]
         if self.rendered is not None and self.rendered.downsampled:
-            label = "fraction kept" if self.mode == "mask" else "mean |weight| per block"
+            label = {"mask": "fraction kept", "nm": "share in groups over N"}.get(self.mode, "mean |weight| per block")
         self.colorbar.setLabel("right", label)
-        two_colours = self.rendered is not None and self.mode == "mask" and not self.rendered.downsampled
-        self.colorbar.axis.setTicks([[(0.25, "pruned"), (0.75, "kept")]] if two_colours else None)
+        exact = self.rendered is not None and not self.rendered.downsampled
+        ticks = {"mask": [(0.25, "pruned"), (0.75, "kept")], "nm": [(0.25, "ok"), (0.75, "over N")]}
+        self.colorbar.axis.setTicks([ticks[self.mode]] if exact and self.mode in ticks else None)
+
+    def axes(self) -> tuple[str | None, ...]:
+        """The roles of the shown tensor's dimensions (``out``, ``in``…; None where unknown)."""
+        if self.qualname is None:
+            return ()
+        structure = self.session.document.structure
+        module, local = split(self.qualname)
+        canonical = structure.slots.get((module, local.removesuffix("_orig").removesuffix("_mask")))
+        return structure.tensors[canonical].axes if canonical is not None else ()
 
     def _set_axes(self, layout: Layout) -> None:
+        axes = self.axes()
+        first, second = axis_name(axes, 0), axis_name(axes, 1)
         names = {
-            "matrix": ("row (output)", "column (input)"),
-            "conv-grid": ("output channel", "input channel"),
-            "conv1d": ("output channel", "input channel × k"),
-            "flattened": ("dim 0", "trailing dims, flattened"),
-            "strip": ("", "index"),
+            "matrix": (f"row ({first})", f"column ({second})"),
+            "conv-grid": (f"{first} channel", f"{second} channel"),
+            "conv1d": (f"{first} channel", f"{second} channel × k"),
+            "flattened": (first, "trailing dims, flattened"),
+            "strip": ("", f"index ({first})" if axes and axes[0] else "index"),
             "scalar": ("", ""),
         }
         left_text, bottom_text = names[layout.kind]
@@ -339,6 +391,12 @@ class MaskView(QWidget):
         if probe is None:
             return ""
         index = ", ".join(str(i) for i in probe.index)
+        if rendered.mode == "nm" and self.nm is not None:
+            where = f"{self.qualname}[{index}]" if probe.exact else \
+                f"{_span('row', probe.rows)}, {_span('col', probe.cols)} (from {self.qualname}[{index}])"
+            share = f"more than {self.nm.keep} nonzeros in its group of {self.nm.group}" if probe.exact and \
+                probe.value else "its group is compliant" if probe.exact else f"{probe.value:.0%} in groups over N"
+            return f"{where}: {share}"
         if not probe.exact:
             what = f"{probe.value:.0%} kept" if rendered.mode == "mask" else f"mean |w| {probe.value:.4g}"
             return f"{_span('row', probe.rows)}, {_span('col', probe.cols)} (from {self.qualname}[{index}]): {what}"
@@ -357,21 +415,3 @@ class MaskView(QWidget):
         if self.qualname is not None and self.session.is_touched(self.qualname):
             self.refresh()
 
-
-def _preview() -> None:  # pragma: no cover - manual preview
-    from sparsegui.core.document import Document
-
-    app = QApplication.instance() or QApplication(sys.argv)
-    session = Session(Document.demo("lenet"))
-    session.document.prune("ln_structured", ["conv2.weight"], amount=0.5, n=2, dim=0)
-    session.document.prune("l1_unstructured", ["conv2.weight"], amount=0.3)
-    session.state_changed()
-    view = MaskView(session)
-    view.resize(900, 700)
-    view.show_tensor(sys.argv[1] if len(sys.argv) > 1 else "conv2.weight")
-    view.show()
-    app.exec()
-
-
-if __name__ == "__main__":
-    _preview()

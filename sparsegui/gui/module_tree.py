@@ -29,7 +29,7 @@ from sparsegui.gui.session import Selection, Session
 from sparsegui.gui.sparsity_delegate import SparsityDelegate
 from sparsegui.gui.tree_model import COLUMNS, KIND_ROLE, NAME, SPARSITY, ModuleTreeModel, Node
 
-COLUMN_WIDTHS = (195, 115, 95, 110, 55)  # all five fit the default 600 px dock
+COLUMN_WIDTHS = (175, 105, 88, 98, 84, 50)  # all six fit the default 600 px dock
 
 
 def matching_modules(structure: ModelStructure, text: str) -> set[str]:

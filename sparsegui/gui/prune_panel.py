@@ -22,14 +22,19 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from sparsegui.core.axes import dim_meaning
 from sparsegui.core.errors import SparseGUIError
 from sparsegui.core.methods import MethodSpec, available_methods, broken_plugins, load_plugin_file, resolve_method
 from sparsegui.core.operations import check_step
 from sparsegui.core.steps import GlobalStep, PruneStep, Step
+from sparsegui.core.targets import resolve_targets
 from sparsegui.gui.errors import show_error
 from sparsegui.gui.session import Session
 
 N_CHOICES = ["1", "2", "inf", "-inf", "fro", "nuc"]
+NM_NOTE = ("Keeps the {keep} largest |w| of every {group} consecutive entries along each weight's input axis "
+           "(Linear: dim 1, Conv1D: dim 0). The mask alone makes nothing faster or smaller: only sparse kernels "
+           "use it (Details shows which ones a weight is eligible for).")
 
 
 def _pair(main: QWidget, side: QWidget) -> QHBoxLayout:
@@ -61,6 +66,10 @@ class PrunePanel(QWidget):
         self.n.addItems(N_CHOICES)
         self.n.setCurrentText("2")
         self.dim = QSpinBox(objectName="dimSpin", minimum=-8, maximum=8, value=0)
+        self.dim_meaning = QLabel(objectName="dimMeaningLabel", wordWrap=True)
+        self.dim_meaning.setStyleSheet("color: palette(placeholder-text);")
+        self.keep = QSpinBox(objectName="keepSpin", minimum=1, maximum=63, value=2)
+        self.group = QSpinBox(objectName="groupSpin", minimum=2, maximum=64, value=4, prefix="of every ")
         self.seed = QSpinBox(objectName="seedSpin", minimum=0, maximum=2**31 - 1, value=0)
         self.random_seed = QCheckBox("new seed each time", objectName="randomSeed", checked=True)
         self.mask_path = QLineEdit(objectName="maskPath", placeholderText="mask file (.pt, .safetensors, .h5, .npy)")
@@ -90,6 +99,8 @@ class PrunePanel(QWidget):
         form.addRow("Amount", _pair(self.amount, self.amount_unit))
         form.addRow("Norm n", self.n)
         form.addRow("Dim", self.dim)
+        form.addRow("", self.dim_meaning)
+        form.addRow("Keep", _pair(self.keep, self.group))
         form.addRow("Seed", _pair(self.seed, self.random_seed))
         form.addRow("Mask", _pair(self.mask_path, self.mask_browse))
         self.form = form
@@ -117,6 +128,7 @@ class PrunePanel(QWidget):
     def _connect(self) -> None:
         for signal in (self.method.currentIndexChanged, self.amount.valueChanged, self.amount_unit.currentIndexChanged,
                        self.n.currentTextChanged, self.dim.valueChanged, self.random_seed.toggled,
+                       self.keep.valueChanged, self.group.valueChanged,
                        self.mask_path.textChanged, self.pattern.textChanged, self.types.textChanged,
                        self.scope_group.buttonToggled):
             signal.connect(self.validate)
@@ -211,9 +223,28 @@ class PrunePanel(QWidget):
             amount=self.amount_value() if spec.takes_amount else None,
             n=n if spec.takes_n else None,  # type: ignore[arg-type]
             dim=self.dim.value() if spec.takes_dim else None,
-            seed=seed if (spec.random or spec.origin != "torch") else None,
+            seed=seed if spec.seeded else None,
             mask=self.mask_path.text().strip() or None if spec.takes_mask else None,
+            keep=self.keep.value() if spec.takes_nm else None,
+            group=self.group.value() if spec.takes_nm else None,
         )
+
+    def dim_text(self) -> str:
+        """What pruning along ``dim`` removes from the chosen tensors (``dim 0 of c_attn.weight = input
+        features``), from the axes the model's classes (or conventions) give; empty when nothing is chosen."""
+        structure, state = self.session.document.structure, self.session.state
+        try:
+            names = resolve_targets(structure, state, list(self.request().targets) or ["-"], None)
+        except SparseGUIError:
+            return ""
+        dim = self.dim.value()
+        said: dict[str, list[str]] = {}
+        for name in names:
+            meaning = dim_meaning(structure.tensors[name].axes, dim) or "an axis whose role is not known"
+            said.setdefault(meaning, []).append(name.rpartition(".")[2] if len(names) > 3 else name)
+        lines = [f"dim {dim} of {', '.join(dict.fromkeys(who[:3]))}{'…' if len(who) > 3 else ''} = {meaning}"
+                 for meaning, who in said.items()]
+        return "\n".join(lines[:3])
 
     def problem_text(self) -> str:
         """Why the current settings cannot be applied, or "" if they can (the core's own check of the step)."""
@@ -242,12 +273,18 @@ class PrunePanel(QWidget):
             self.amount_unit.setEnabled(spec.takes_amount or self.scope_global.isChecked())
             self.n.setEnabled(spec.takes_n)
             self.dim.setEnabled(spec.takes_dim)
-            self.seed.setEnabled((spec.random or spec.origin != "torch") and not self.random_seed.isChecked())
-            self.random_seed.setEnabled(spec.random or spec.origin != "torch")
+            self.keep.setEnabled(spec.takes_nm)
+            self.group.setEnabled(spec.takes_nm)
+            self.seed.setEnabled(spec.seeded and not self.random_seed.isChecked())
+            self.random_seed.setEnabled(spec.seeded)
             self.mask_path.setEnabled(spec.takes_mask)
             self.mask_browse.setEnabled(spec.takes_mask)
         self.pattern.setEnabled(self.scope_pattern.isChecked())
         self.types.setEnabled(self.scope_pattern.isChecked())
+        self.dim_meaning.setText(self.dim_text() if spec is not None and spec.takes_dim else
+                                 NM_NOTE.format(keep=self.keep.value(), group=self.group.value())
+                                 if spec is not None and spec.takes_nm else "")
+        self.dim_meaning.setVisible(bool(self.dim_meaning.text()))
         problem = self.problem_text()
         self.problem.setText(problem)
         self.problem.setVisible(bool(problem))

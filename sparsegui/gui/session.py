@@ -15,7 +15,7 @@ from PySide6.QtCore import QObject, Signal
 from sparsegui.core.document import Document
 from sparsegui.core.names import split
 from sparsegui.core.state import ModelState
-from sparsegui.core.stats import Totals
+from sparsegui.core.stats import Totals, measure, measured
 
 
 @dataclass(frozen=True)
@@ -46,11 +46,11 @@ anything bigger is counted in the background (``gui/counting.py``)."""
 
 
 def count_if_small(document: Document, state: ModelState) -> None:
-    """Count the uncounted tensors of ``state`` now if that is quick (a few million entries)."""
-    todo = [ts for ts in state.tensors.values() if ts.scanned is None]
+    """Count and measure the tensors of ``state`` not known yet now if that is quick (a few million entries)."""
+    todo = [ts for ts in state.tensors.values() if not measured(ts)]
     if todo and sum(ts.numel for ts in todo) <= SMALL:
         for ts in todo:
-            ts.scan()
+            measure(ts)
 
 
 class Session(QObject):

@@ -15,7 +15,7 @@ from typing import Any
 
 from PySide6.QtCore import QAbstractItemModel, QModelIndex, QObject, QPersistentModelIndex, Qt, Signal
 
-from sparsegui.core.rows import row_count
+from sparsegui.core.rows import row_count, row_norm_removed
 from sparsegui.gui.session import Selection, Session
 from sparsegui.gui.sparsity_delegate import SPARSITY_ROLE, kind_icon
 from sparsegui.gui.tree_nodes import ROOT, Node, adopt, has_children, make_children
@@ -23,8 +23,8 @@ from sparsegui.gui.tree_text import count_text, hook_text, percent_text, shape_t
 
 __all__ = ["COLUMNS", "KIND_ROLE", "ModuleTreeModel", "Node"]
 
-COLUMNS = ("Name", "Type", "Shape / params", "Sparsity", "Device")
-NAME, TYPE, SIZE, SPARSITY, DEVICE = range(len(COLUMNS))
+COLUMNS = ("Name", "Type", "Shape / params", "Sparsity", "Norm removed", "Device")
+NAME, TYPE, SIZE, SPARSITY, NORM, DEVICE = range(len(COLUMNS))
 KIND_ROLE = Qt.ItemDataRole.UserRole + 2  # the node's kind: module, tensor, parameter, buffer, hook
 AnyIndex = QModelIndex | QPersistentModelIndex
 UNKNOWN = "…"
@@ -99,8 +99,13 @@ class ModuleTreeModel(QAbstractItemModel):
         return Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable
 
     def headerData(self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
-        if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.DisplayRole and 0 <= section < 5:
+        if orientation != Qt.Orientation.Horizontal or not 0 <= section < len(COLUMNS):
+            return None
+        if role == Qt.ItemDataRole.DisplayRole:
             return COLUMNS[section]
+        if role == Qt.ItemDataRole.ToolTipRole and section == NORM:
+            return ("‖W ⊙ (1 − M)‖ / ‖W‖: how much of the weights' norm (as loaded) the zeros took; "
+                    "a module's is over all its tensors")
         return None
 
     def data(self, index: AnyIndex, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
@@ -118,7 +123,7 @@ class ModuleTreeModel(QAbstractItemModel):
             return self._stats(node)[2]
         if role == KIND_ROLE:
             return node.kind
-        if role == Qt.ItemDataRole.TextAlignmentRole and column == SIZE:
+        if role == Qt.ItemDataRole.TextAlignmentRole and column in (SIZE, NORM):
             return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         return None
 
@@ -157,7 +162,22 @@ class ModuleTreeModel(QAbstractItemModel):
             if zeros is None and numel:
                 return UNKNOWN
             return "" if sparsity is None else percent_text(sparsity)
+        if column == NORM:
+            return self._norm_text(node)
         return "" if node.kind == "hook" else str(self.session.document.device)
+
+    def _norm_text(self, node: Node) -> str:
+        """‖W ⊙ (1 − M)‖ / ‖W‖ of a module or forward tensor (… while not measured), cached until the state
+        changes."""
+        if node.kind not in ("module", "tensor"):
+            return ""
+        found = node.cache.get("norm")
+        if found is None:
+            value = row_norm_removed(node.data, self.session.totals)
+            found = UNKNOWN if value is None else "n/a" if value != value else percent_text(value)
+            if value is not None:
+                node.cache["norm"] = found
+        return found
 
     def _tooltip(self, node: Node) -> str:
         data = node.data

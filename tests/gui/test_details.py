@@ -74,6 +74,22 @@ def test_tensor_shows_shape_dtype_device_zeros_and_sparsity(view, session):
         assert part in text, part
 
 
+def test_tensor_and_module_show_norm_removed(view, session):
+    doc = session.document
+    weight = doc.model.fc2.weight.detach().clone()
+    doc.prune("l1_unstructured", ["fc2.weight"], amount=0.5)
+    session.state_changed()
+    effective = doc.model.fc2.weight.detach()
+    removed = torch.linalg.vector_norm((weight - effective).double())
+    expected = float(removed / torch.linalg.vector_norm(weight.double()))
+    session.select([Selection("tensor", "fc2.weight")])
+    assert f"\nnorm removed\n{expected * 100:.1f}%\n" in view.text()
+    session.select([Selection("module", "fc2")])
+    module = session.totals.module_norm_removed("fc2")
+    assert module is not None and 0 < module < expected
+    assert f"norm removed {module * 100:.1f}%" in view.text()
+
+
 def test_unpruned_tensor_says_so(view, session):
     session.select([Selection("tensor", "fc1.bias")])
     text = view.text()

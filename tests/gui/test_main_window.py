@@ -276,3 +276,18 @@ def test_settings_and_object_names(window) -> None:  # type: ignore[no-untyped-d
     for widget in window.findChildren(QDockWidget) + window.findChildren(QToolBar):
         assert widget.objectName(), widget
     assert window.findChild(QDockWidget, "modulesDock") is not None
+
+
+def test_the_dim_field_says_what_it_prunes(window) -> None:  # type: ignore[no-untyped-def]
+    """ln_structured's dim is explained from the tensor's axes: dim 0 of a Linear weight is its output features."""
+    panel = window.prune_panel
+    set_method(window, "ln_structured")
+    select(window, "fc1.weight")
+    panel.dim.setValue(0)
+    assert panel.dim_meaning.text() == "dim 0 of fc1.weight = output features"
+    panel.dim.setValue(1)
+    assert panel.dim_meaning.text() == "dim 1 of fc1.weight = input features"
+    select(window, "conv1.weight", "fc2.weight")
+    assert panel.dim_meaning.text() == "dim 1 of conv1.weight, fc2.weight = input features"
+    set_method(window, "l1_unstructured")
+    assert not panel.dim_meaning.isVisible()

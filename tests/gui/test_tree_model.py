@@ -15,7 +15,16 @@ from sparsegui.core.loading import LoadedModel
 from sparsegui.core.loading.source import SourceInfo
 from sparsegui.gui.module_tree import ModuleTreeWidget
 from sparsegui.gui.session import Selection, Session
-from sparsegui.gui.tree_model import KIND_ROLE, NAME, SPARSITY, SPARSITY_ROLE, TYPE, ModuleTreeModel
+from sparsegui.gui.tree_model import (
+    DEVICE,
+    KIND_ROLE,
+    NAME,
+    NORM,
+    SPARSITY,
+    SPARSITY_ROLE,
+    TYPE,
+    ModuleTreeModel,
+)
 
 FIRST_TENSOR = {"lenet": "conv1.weight", "resnet": "layer1.0.conv1.weight", "transformer": "head.weight"}
 
@@ -68,7 +77,24 @@ def test_rows_of_a_module(session):
     assert model.data(conv1.siblingAtColumn(TYPE)) == "Conv2d"
     assert model.data(conv1.siblingAtColumn(2)) == "60 params"
     assert text(model, Selection("tensor", "conv1.weight"), 2) == "6×1×3×3"
-    assert text(model, Selection("tensor", "conv1.weight"), 4) == "cpu"
+    assert text(model, Selection("tensor", "conv1.weight"), DEVICE) == "cpu"
+    assert text(model, Selection("tensor", "conv1.weight"), NORM) == "0.0%"
+
+
+def test_the_norm_removed_column_shows_tensors_and_modules(session):
+    """‖W ⊙ (1 − M)‖ / ‖W‖ for the pruned tensor and, over all its tensors, for its module and the root."""
+    from sparsegui.core.energy import measure
+
+    model = ModuleTreeModel(session)
+    model.rowCount(model.index_for(Selection("module", "fc1")))
+    session.document.prune("l1_unstructured", ["fc1.weight"], amount=0.5)
+    session.state_changed()
+    value = measure(session.state.tensors["fc1.weight"]).norm_removed
+    totals = session.totals
+    assert text(model, Selection("tensor", "fc1.weight"), NORM) == f"{value * 100:.1f}%"
+    assert text(model, Selection("module", "fc1"), NORM) == f"{totals.module_norm_removed('fc1') * 100:.1f}%"
+    assert 0 < totals.module_norm_removed("") < totals.module_norm_removed("fc1") < value
+    assert text(model, Selection("tensor", "fc2.weight"), NORM) == "0.0%"
 
 
 def test_pruned_tensor_shows_orig_mask_and_hook(session):
