@@ -59,7 +59,8 @@ def run_json(argv: Sequence[str], env: dict[str, str] | None = None) -> dict[str
         tail = run.stderr.strip().splitlines()[-3:]
         raise RuntimeError(f"{' '.join(argv)} failed ({run.returncode}): {' | '.join(tail)}")
     result = json.loads(run.stdout.strip().splitlines()[-1])
-    result["process"] = {"seconds": run.seconds, "peak_rss": run.peak_rss, "peak_anon": run.peak_anon}
+    result["process"] = {"seconds": run.seconds, "peak_rss": run.peak_rss, "peak_anon": run.peak_anon,
+                         "cpu_seconds": run.cpu_seconds, "load_before": run.load_before}
     return result
 
 

@@ -20,15 +20,18 @@ from __future__ import annotations
 
 import argparse
 import collections
+import cProfile
+import io
 import json
 import os
+import pstats
 import shutil
 import sys
 import tempfile
 import threading
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -157,8 +160,10 @@ def embedding(names: list[str]) -> str:
 class Phases:
     """Runs each phase under the stall meter and keeps the figures."""
 
-    def __init__(self, app: QApplication, window: Any, interval_ms: int, trace: bool = False) -> None:
+    def __init__(self, app: QApplication, window: Any, interval_ms: int, trace: bool = False,
+                 profile: Sequence[str] = ()) -> None:
         self.app, self.window = app, window
+        self.profile = set(profile)
         self.meter = StallMeter(interval_ms)
         self.figures: dict[str, Any] = {"tick_ms": interval_ms}
         self.tracer = StallTracer(self.meter) if trace else None
@@ -166,7 +171,10 @@ class Phases:
     def run(self, name: str, start_work: Callable[[], object], done: Callable[[], bool]) -> float:
         if self.tracer is not None:
             self.tracer.phase = name
+        profiler = cProfile.Profile() if name in self.profile else None
         self.meter.start()
+        if profiler is not None:
+            profiler.enable()
         start = time.perf_counter()
         if start_work() is False:
             raise RuntimeError(f"{name}: the app refused to start it")
@@ -174,6 +182,11 @@ class Phases:
         seconds = time.perf_counter() - start
         settle(self.app, self.window)
         stall = self.meter.stop()
+        if profiler is not None:
+            profiler.disable()
+            text = io.StringIO()
+            pstats.Stats(profiler, stream=text).sort_stats("cumulative").print_stats(30)
+            print(f"UI thread during {name} (cProfile, cumulative):\n{text.getvalue()}", file=sys.stderr)
         self.figures[f"{name}_s"] = round(seconds, 3)
         self.figures[f"{name}_stall_ms"] = round(stall, 1)
         self.figures[f"{name}_worst_ms"] = self.meter.worst()
@@ -191,7 +204,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--trace-stalls", action="store_true",
                         help="sample every thread's stack while the UI thread stalls (printed to stderr)")
     parser.add_argument("--screenshot", type=Path, help="save a screenshot of the window at the end")
+    parser.add_argument("--without", action="append", default=[], choices=("transformers", "counting"),
+                        help="diagnostics: open without transformers (the rebuilt tree), or with the background "
+                             "zero counting switched off, to see what a stall comes from")
+    parser.add_argument("--profile", action="append", default=[], metavar="PHASE",
+                        help="diagnostics: cProfile the UI thread during PHASE (printed to stderr)")
     args = parser.parse_args(argv)
+    if "transformers" in args.without:
+        sys.modules["transformers"] = None  # type: ignore[assignment]
 
     from sparsegui.gui.app import configure_application
 
@@ -212,13 +232,17 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {title}: {exc}", file=sys.stderr)
 
     controller_module.show_error = report_error  # type: ignore[assignment]
+    if "counting" in args.without:
+        from sparsegui.gui.counting import BackgroundCounter
+
+        BackgroundCounter.restart = lambda self: None  # type: ignore[method-assign]
 
     window = MainWindow()
     window.show()
     settle(app, window, 0.1)
     control = window.controller
     idle = lambda: not control.runner.busy  # noqa: E731
-    phases = Phases(app, window, args.tick_ms, args.trace_stalls)
+    phases = Phases(app, window, args.tick_ms, args.trace_stalls, args.profile)
 
     phases.run("open", lambda: control.open_path(args.checkpoint), idle)
     doc = window.session.document
@@ -267,6 +291,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"screenshot: {args.screenshot}")
 
     doc.history.mark_clean()  # no "save changes?" question on close
+    counter = control.counter  # let background counting finish: closing while it runs aborts the process
+    wait_until(app, lambda: not counter.running and not window.refresh_pending())
     window.close()
     if phases.tracer is not None:
         phases.tracer.stop()

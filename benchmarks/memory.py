@@ -129,6 +129,8 @@ class ProcessRun:
     peak_rss: int
     peak_anon: int
     returncode: int
+    cpu_seconds: float = 0.0  # user + system CPU time of the child
+    load_before: float = 0.0  # the machine's 1-minute load average when it started (others' work shows here)
     stdout: str = ""
     stderr: str = ""
     over_limit: bool = False
@@ -138,6 +140,7 @@ class ProcessRun:
 def run_process(argv: Sequence[str], cwd: str | None = None, env: dict[str, str] | None = None,
                 interval: float = 0.005) -> ProcessRun:
     """Run ``argv`` to the end, measuring it from outside (time from spawn to exit, peak memory)."""
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
     start = time.perf_counter()
     proc = subprocess.Popen(list(argv), cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     sampler = Sampler(proc.pid, interval).start()
@@ -154,5 +157,5 @@ def run_process(argv: Sequence[str], cwd: str | None = None, env: dict[str, str]
         reader.join()
     proc.returncode = os.waitstatus_to_exitcode(status)
     peak_rss = usage.ru_maxrss * (1 if sys.platform == "darwin" else 1024)
-    return ProcessRun(seconds, peak_rss, sampler.peak_anon, proc.returncode, "".join(out), "".join(err),
-                      sampler.over)
+    return ProcessRun(seconds, peak_rss, sampler.peak_anon, proc.returncode, usage.ru_utime + usage.ru_stime, load,
+                      "".join(out), "".join(err), sampler.over)

@@ -250,7 +250,12 @@ def main() -> None:
     parser.add_argument("--side", choices=("sparsegui", "torch"), default="sparsegui")
     parser.add_argument("--torch-layers", type=int, default=None)
     parser.add_argument("--no-transformers", action="store_true")
+    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads for the work")
     args = parser.parse_args()
+    if args.threads is not None:
+        import torch
+
+        torch.set_num_threads(args.threads)
     result = task(args.task, args.folder, args.side, args.torch_layers, not args.no_transformers)
     print(json.dumps(result))
 
