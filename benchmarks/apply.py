@@ -3,7 +3,7 @@ script doing the same (load, ``global_unstructured``, ``remove``, ``torch.save``
 
     python -m benchmarks.apply pairs CHECKPOINT [--pairs 5]   # interleaved runs of both, medians and ratios
     python -m benchmarks.apply plain CHECKPOINT OUT            # the plain-torch script itself
-    python -m benchmarks.apply profile CHECKPOINT              # cProfile of one `sparsegui apply`, by phase
+    python -m benchmarks.apply profile CHECKPOINT              # one `sparsegui apply` timed by phase, and cProfiled
 
 Each run is timed from spawn to exit; peak resident memory is the kernel's ``ru_maxrss`` for that child
 (``os.wait4``), peak anonymous memory is sampled from ``/proc/PID/statm``. The last line printed is JSON.
@@ -127,63 +127,103 @@ def pairs(checkpoint: Path, work: Path, count: int) -> dict[str, Any]:
 
 
 PHASES = {
-    "open": [("sparsegui/core/document.py", "open")],
-    "prune": [("sparsegui/core/recipe.py", "apply_recipe")],
-    "export": [("sparsegui/core/document.py", "export")],
-    "summary": [("sparsegui/core/document.py", "scan"), ("sparsegui/core/stats.py", "__init__")],
+    "open": ("sparsegui.core.document", "Document", "open"),
+    "prune": ("sparsegui.cli.commands", None, "apply_recipe"),
+    "export": ("sparsegui.core.document", "Document", "export"),
+    "summary": ("sparsegui.core.document", "Document", "scan"),
 }
+"""Where `sparsegui apply` spends its time: each phase is the function it calls (the summary line's count is
+``Document.scan``; totalling the counts after it is included in "other")."""
+
+
+def phases(recipe: Path, checkpoint: Path, out: Path, profile_to: Path | None) -> dict[str, Any]:
+    """One ``sparsegui apply`` in this fresh process: the import of everything the command uses, then the command
+    with each phase timed (wall clock); with ``profile_to``, under cProfile instead (stats written there)."""
+    import cProfile
+    import importlib
+
+    start = time.perf_counter()
+    profiler = cProfile.Profile() if profile_to is not None else None
+    if profiler is not None:
+        profiler.enable()
+    import sparsegui.cli.commands  # noqa: F401  (what `sparsegui apply` imports before it starts)
+    from sparsegui.cli import main as cli_main
+
+    imported = time.perf_counter()
+    spent = dict.fromkeys(PHASES, 0.0)
+    for phase, (module_name, owner, name) in PHASES.items():
+        holder = importlib.import_module(module_name)
+        if owner is not None:
+            holder = getattr(holder, owner)
+        original = getattr(holder, name)
+
+        def timed(*args: Any, _original: Any = original, _phase: str = phase, **kwargs: Any) -> Any:
+            begin = time.perf_counter()
+            try:
+                return _original(*args, **kwargs)
+            finally:
+                spent[_phase] += time.perf_counter() - begin
+
+        setattr(holder, name, classmethod(lambda cls, *a, _t=timed, **k: _t(*a, **k)) if name == "open" else timed)
+    code = cli_main(["apply", str(recipe), str(checkpoint), "-o", str(out)])
+    total = time.perf_counter() - start
+    if profiler is not None:
+        profiler.disable()
+        profiler.dump_stats(str(profile_to))
+    if code != 0:
+        raise RuntimeError(f"sparsegui apply exited with {code}")
+    result = {"import": imported - start, **spent}
+    result["other"] = total - sum(result.values())
+    return {"total_s": total, "phases": result}
 
 
 def profile(checkpoint: Path, work: Path) -> dict[str, Any]:
-    """One ``sparsegui apply`` under cProfile in this (fresh) process: seconds per phase and the top functions."""
-    import cProfile
+    """``sparsegui apply`` in fresh processes: once with each phase timed, once under cProfile (the top
+    functions by cumulative and own time)."""
     import io
     import pstats
 
     recipe = write_recipe(checkpoint, work)
     out = work / f"apply-profile-{os.getpid()}.pt"
-    out.unlink(missing_ok=True)
-    profiler = cProfile.Profile()
-    start = time.perf_counter()
-    profiler.enable()
-    from sparsegui.cli import main as cli_main  # the import is part of the process's time
-
-    imported = time.perf_counter()
-    code = cli_main(["apply", str(recipe), str(checkpoint), "-o", str(out)])
-    profiler.disable()
-    total = time.perf_counter() - start
-    out.unlink(missing_ok=True)
-    if code != 0:
-        raise RuntimeError(f"sparsegui apply exited with {code}")
-    stats = pstats.Stats(profiler)
-    table: dict[tuple[str, int, str], tuple[Any, ...]] = stats.stats  # type: ignore[attr-defined]
-
-    def cumulative(file: str, name: str) -> float:
-        return sum(v[3] for (f, _, n), v in table.items() if n == name and f.endswith(file))
-
-    phases = {"import": imported - start}
-    phases.update({phase: sum(cumulative(f, n) for f, n in where) for phase, where in PHASES.items()})
-    phases["other"] = total - sum(phases.values())
-    text = io.StringIO()
-    pstats.Stats(profiler, stream=text).sort_stats("cumulative").print_stats(40)
-    top = [line for line in text.getvalue().splitlines() if line.strip()][-40:]
-    text = io.StringIO()
-    pstats.Stats(profiler, stream=text).sort_stats("tottime").print_stats(20)
-    own = [line for line in text.getvalue().splitlines() if line.strip()][-20:]
-    return {"total_s": total, "phases": phases, "top_cumulative": top, "top_own": own}
+    stats = work / f"apply-profile-{os.getpid()}.prof"
+    results = []
+    try:
+        for profiled in (False, True):
+            out.unlink(missing_ok=True)
+            argv = [sys.executable, "-m", "benchmarks.apply", "phases", str(checkpoint), str(out), "--recipe",
+                    str(recipe)] + (["--profile-to", str(stats)] if profiled else [])
+            run = _run(argv, out)
+            results.append(json.loads(run.stdout.strip().splitlines()[-1]))
+        text = io.StringIO()
+        pstats.Stats(str(stats), stream=text).sort_stats("cumulative").print_stats(40)
+        top = [line for line in text.getvalue().splitlines() if line.strip()][-40:]
+        text = io.StringIO()
+        pstats.Stats(str(stats), stream=text).sort_stats("tottime").print_stats(20)
+        own = [line for line in text.getvalue().splitlines() if line.strip()][-20:]
+    finally:
+        out.unlink(missing_ok=True)
+        stats.unlink(missing_ok=True)
+    timed, profiled_run = results
+    return {"total_s": timed["total_s"], "phases": timed["phases"], "profiled_total_s": profiled_run["total_s"],
+            "profiled_phases": profiled_run["phases"], "top_cumulative": top, "top_own": own}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("mode", choices=("pairs", "plain", "profile"))
+    parser.add_argument("mode", choices=("pairs", "plain", "profile", "phases"))
     parser.add_argument("checkpoint", type=Path)
     parser.add_argument("out", type=Path, nargs="?")
     parser.add_argument("--pairs", type=int, default=5)
     parser.add_argument("--work", type=Path, default=None, help="scratch folder (default: the checkpoint's)")
+    parser.add_argument("--recipe", type=Path, help="phases: the recipe to apply")
+    parser.add_argument("--profile-to", type=Path, help="phases: run under cProfile, stats written here")
     args = parser.parse_args()
     work = args.work or args.checkpoint.parent
     if args.mode == "plain":
         plain(args.checkpoint, args.out)
+        return
+    if args.mode == "phases":
+        print(json.dumps(phases(args.recipe, args.checkpoint, args.out, args.profile_to)))
         return
     result = pairs(args.checkpoint, work, args.pairs) if args.mode == "pairs" else profile(args.checkpoint, work)
     print(json.dumps(result))

@@ -57,12 +57,19 @@ def _measure(checkpoint: Path, threads: int | None) -> float:
     return float(json.loads(proc.stdout.strip().splitlines()[-1])["seconds"])
 
 
+def load_average() -> float:
+    """The machine's 1-minute load average: other people's work shows here (an "idle" run is idle only if low)."""
+    return os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+
+
 def compare(checkpoint: Path, repeat: int, load: str) -> dict[str, Any]:
     runs: dict[str, list[float]] = {}
+    loads: dict[str, list[float]] = {}
     for _ in range(repeat):
         for threads in (None, 1):
             for loaded in (False, True):
                 key = f"{'loaded' if loaded else 'idle'}-{'1' if threads else 'default'}"
+                loads.setdefault(key, []).append(load_average())
                 procs = _load(load) if loaded else []
                 try:
                     runs.setdefault(key, []).append(_measure(checkpoint, threads))
@@ -71,7 +78,7 @@ def compare(checkpoint: Path, repeat: int, load: str) -> dict[str, Any]:
                         proc.kill()
                         proc.wait()
     medians = {k: statistics.median(v) for k, v in runs.items()}
-    return {"load": load, "runs": runs, "median": medians,
+    return {"load": load, "runs": runs, "load_average_before": loads, "median": medians,
             "slowdown_default": medians["loaded-default"] / medians["idle-default"],
             "slowdown_one_thread": medians["loaded-1"] / medians["idle-1"],
             "loaded_one_vs_idle_default": medians["loaded-1"] / medians["idle-default"]}

@@ -9,6 +9,8 @@ Over the 48 block matrices of a GPT-2-shaped checkpoint (``attn.c_attn``, ``attn
   (a digest of ``mask.bits()``) when that state was first reached;
 - ``torch``: the same calls on the module tree with ``torch.nn.utils.prune`` (no undo: torch has none).
 
+- ``lockstep``: both in one process, comparing the masks after every step (see :func:`lockstep`).
+
 Printed last: one JSON object with the time and peak memory of the 20 steps (and of undo-all and redo-all).
 ``--masks FILE`` also saves the final masks (numpy ``.npz``) to compare the two sides.
 """
@@ -122,12 +124,52 @@ def run_torch(checkpoint: Path, masks_out: Path | None) -> dict[str, Any]:
             "peak_rss": m.peak_rss, "extra_anon": m.extra_anon, "process_peak_anon": process.peak_anon}
 
 
+def lockstep(checkpoint: Path) -> dict[str, Any]:
+    """Both sides in one process, step by step: after each step, how many mask entries differ and in how many
+    tensors the two prune a different number of entries (a difference with equal counts is a choice among tied
+    candidates — equal magnitudes or equal random draws — which later steps then build on)."""
+    import torch
+    from torch.nn.utils import prune
+
+    from benchmarks.scale import plain_model
+    from sparsegui.core.document import Document
+
+    doc = Document.open(checkpoint)
+    names = block_matrices(doc.tensor_names())
+    modules = dict(plain_model(checkpoint).named_modules())
+    pairs = [(modules[n.rpartition(".")[0]], "weight") for n in names]
+    steps = []
+    for method, kwargs, seed in STEPS:
+        random = method.startswith("random")
+        if method == "global":
+            doc.global_prune("l1_unstructured", names, AMOUNT)
+            prune.global_unstructured(pairs, pruning_method=prune.L1Unstructured, amount=AMOUNT)
+        else:
+            doc.prune(method, names, amount=AMOUNT, seed=seed if random else None, **kwargs)
+            if random:
+                torch.manual_seed(seed)
+            for module, local in pairs:
+                getattr(prune, method)(module, local, amount=AMOUNT, **kwargs)
+        differ = counts = 0
+        for name, (module, _) in zip(names, pairs, strict=True):
+            ours = doc.state.tensors[name].pruning.mask.numpy()  # type: ignore[union-attr]
+            plain = (module.weight_mask != 0).numpy()
+            differ += int((ours != plain).sum())
+            counts += int((~ours).sum()) != int((~plain).sum())
+        steps.append({"method": method, "differ": differ, "count_differs": counts})
+    first = next((i for i, s in enumerate(steps) if s["differ"]), None)
+    return {"steps": steps, "first_difference": first}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("side", choices=("sparsegui", "torch"))
+    parser.add_argument("side", choices=("sparsegui", "torch", "lockstep"))
     parser.add_argument("checkpoint", type=Path)
     parser.add_argument("--masks", type=Path, help="save the final masks here (.npz)")
     args = parser.parse_args()
+    if args.side == "lockstep":
+        print(json.dumps(lockstep(args.checkpoint)))
+        return
     run = run_sparsegui if args.side == "sparsegui" else run_torch
     print(json.dumps(run(args.checkpoint, args.masks)))
 
