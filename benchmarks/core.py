@@ -50,7 +50,7 @@ class _Torch:
     def _model(self, state: dict[str, torch.Tensor]) -> nn.Module:
         from benchmarks.models import SIZES
 
-        config = next(c for c in SIZES.values() if f"gpt2-{c.name}" in self.path.name)
+        config = next(c for c in SIZES.values() if self.path.stem == f"gpt2-{c.name}")
         model = build_on_meta(config)
         model.load_state_dict(state, assign=True)
         return model.to(self.device)

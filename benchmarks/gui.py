@@ -1,44 +1,57 @@
-"""How responsive the desktop app stays on a big checkpoint (run offscreen).
+"""How responsive the desktop app stays on a big model (run offscreen).
 
-``QT_QPA_PLATFORM=offscreen python -m benchmarks.gui CHECKPOINT_PATH`` opens the checkpoint in the real
-:class:`~sparsegui.gui.main_window.MainWindow`, runs a global L1 50 % prune over every 2-D ``weight`` (the Linear and
-Embedding weights) through the prune panel's ``apply_requested`` → controller → worker path, and measures:
+``QT_QPA_PLATFORM=offscreen python -m benchmarks.gui CHECKPOINT`` (a checkpoint file or a Hugging Face model folder)
+drives the real :class:`~sparsegui.gui.main_window.MainWindow` through its controller, as the menus do — the
+controller runs each job in its worker and commits on the UI thread — and measures the longest gap between ticks of
+a 10 ms timer on the UI thread (the event loop's worst latency: what a user feels as a frozen window) during:
 
-- ``max_stall_ms``: the longest gap between ticks of a 1 ms timer on the UI thread, from the click until the window
-  has refreshed after the prune (tree, charts, details and mask view);
-- ``mask_show_ms``: from selecting ``transformer.wte.weight`` in the tree until its mask image is painted;
-- ``global_prune_s`` (click to result on the UI thread) and ``open_s`` (open to the window showing the model).
+- ``open``: ``controller.open_path`` until the window shows the model;
+- ``global``: a global L1 50 % over every 2-D tensor (``controller.prune(GlobalStep(...))``) until every view has
+  refreshed;
+- ``mask``: selecting the embedding in the tree until its mask image is painted (also the time it took);
+- ``undo``: ``controller.undo()`` until the views have refreshed (then ``redo``, not measured);
+- ``export``: ``controller.export(target)`` (a model folder for a folder, the same format for a file) until done.
 
-Human-readable lines come first; the last line of stdout is one JSON object with those four numbers.
+Background zero counting runs as in the app. Human-readable lines come first; the last line of stdout is one JSON
+object: ``{phase}_s`` and ``{phase}_stall_ms`` for each phase, ``mask_show_ms``, the worst gaps of each phase.
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
+import cProfile
+import io
 import json
 import os
+import pstats
+import shutil
 import sys
 import tempfile
+import threading
 import time
-from collections.abc import Callable
+import traceback
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
-from PySide6.QtCore import QEventLoop, QItemSelectionModel, QSettings, Qt, QTimer
+from PySide6.QtCore import QEventLoop, QSettings, Qt, QTimer
 from PySide6.QtWidgets import QApplication
 
 SETTLE_S = 0.3  # after the UI thread has the result, keep measuring this long for deferred refreshes
-TIMEOUT_S = 600.0
+TIMEOUT_S = 900.0
+TICK_MS = 10
 
 
 class StallMeter:
-    """Timestamps every tick of a 1 ms precise timer on the UI thread; the largest gap is the worst stall."""
+    """Timestamps every tick of a precise timer on the UI thread; the largest gap is the worst stall."""
 
-    def __init__(self) -> None:
+    def __init__(self, interval_ms: int = TICK_MS) -> None:
         self.timer = QTimer()
         self.timer.setTimerType(Qt.TimerType.PreciseTimer)
-        self.timer.setInterval(1)
+        self.timer.setInterval(interval_ms)
         self.timer.timeout.connect(self._tick)
         self.ticks: list[float] = []
 
@@ -53,12 +66,52 @@ class StallMeter:
         """Stop; the longest gap in milliseconds (including the one up to now)."""
         self.timer.stop()
         self.ticks.append(time.perf_counter())
-        gaps = [b - a for a, b in zip(self.ticks, self.ticks[1:], strict=False)]
-        return max(gaps, default=0.0) * 1000.0
+        return max(self.gaps(), default=0.0) * 1000.0
+
+    def gaps(self) -> list[float]:
+        return [b - a for a, b in zip(self.ticks, self.ticks[1:], strict=False)]
 
     def worst(self, count: int = 5) -> list[float]:
-        gaps = sorted((b - a for a, b in zip(self.ticks, self.ticks[1:], strict=False)), reverse=True)
-        return [round(g * 1000.0, 1) for g in gaps[:count]]
+        return [round(g * 1000.0, 1) for g in sorted(self.gaps(), reverse=True)[:count]]
+
+
+class StallTracer:
+    """Diagnostics (``--trace-stalls``): a thread that, while the UI thread has not ticked for ``threshold`` seconds,
+    samples every thread's Python stack every 5 ms; :meth:`summary` gives the commonest stacks per phase (the UI
+    thread's own, and the other threads', since one of them may be holding the GIL)."""
+
+    def __init__(self, meter: StallMeter, threshold: float = 0.04) -> None:
+        self.meter, self.threshold = meter, threshold
+        self.ui = threading.get_ident()
+        self.phase = ""
+        self.samples: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    @staticmethod
+    def _stack(frame: Any, depth: int = 5) -> str:
+        entries = traceback.extract_stack(frame)[-depth:]
+        return " < ".join(f"{Path(e.filename).name}:{e.lineno} {e.name}" for e in reversed(entries))
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.005):
+            ticks = self.meter.ticks
+            if not self.meter.timer.isActive() or not ticks or time.perf_counter() - ticks[-1] < self.threshold:
+                continue
+            names = {t.ident: t.name for t in threading.enumerate()}
+            for ident, frame in sys._current_frames().items():
+                if ident == self._thread.ident:
+                    continue
+                who = "UI" if ident == self.ui else names.get(ident, str(ident))
+                self.samples[self.phase][f"[{who}] {self._stack(frame)}"] += 1
+
+    def summary(self, top: int = 6) -> dict[str, list[tuple[int, str]]]:
+        return {phase: [(n, s) for s, n in counter.most_common(top)] for phase, counter in self.samples.items()}
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
 
 
 def wait_until(app: QApplication, done: Callable[[], bool], timeout: float = TIMEOUT_S) -> None:
@@ -85,32 +138,80 @@ def wait_until(app: QApplication, done: Callable[[], bool], timeout: float = TIM
         raise TimeoutError("the app did not finish in time")
 
 
-def settle(app: QApplication, window: object, seconds: float = SETTLE_S) -> None:
+def settle(app: QApplication, window: Any, seconds: float = SETTLE_S) -> None:
     """Let deferred refreshes run: the event loop for ``seconds`` after any pending background refresh ended."""
-    pending = getattr(window, "refresh_pending", None)
-    idle = lambda: not (pending() if callable(pending) else False)  # noqa: E731
+    idle = lambda: not window.refresh_pending()  # noqa: E731
     wait_until(app, idle)
     end = time.perf_counter() + seconds
     wait_until(app, lambda: time.perf_counter() >= end)
     wait_until(app, idle)
 
 
-def two_d_weights(model: object) -> list[str]:
-    """Qualified names of every 2-D ``weight`` parameter (Linear and Embedding weights)."""
-    names = []
-    for module_name, module in model.named_modules():  # type: ignore[attr-defined]
-        weight = module._parameters.get("weight")
-        if weight is not None and weight.dim() == 2:
-            names.append(f"{module_name}.weight" if module_name else "weight")
-    return names
+def two_d_tensors(doc: Any) -> list[str]:
+    """Every 2-D tensor of the document (Linear and Embedding weights), read from its state: asking for
+    ``doc.model`` would put the whole model in torch's form."""
+    return [n for n in doc.tensor_names() if len(doc.state.tensors[n].values.shape) == 2]
+
+
+def embedding(names: list[str]) -> str:
+    return next((n for n in names if "embed_tokens" in n or n.endswith("wte.weight")), names[0])
+
+
+class Phases:
+    """Runs each phase under the stall meter and keeps the figures."""
+
+    def __init__(self, app: QApplication, window: Any, interval_ms: int, trace: bool = False,
+                 profile: Sequence[str] = ()) -> None:
+        self.app, self.window = app, window
+        self.profile = set(profile)
+        self.meter = StallMeter(interval_ms)
+        self.figures: dict[str, Any] = {"tick_ms": interval_ms}
+        self.tracer = StallTracer(self.meter) if trace else None
+
+    def run(self, name: str, start_work: Callable[[], object], done: Callable[[], bool]) -> float:
+        if self.tracer is not None:
+            self.tracer.phase = name
+        profiler = cProfile.Profile() if name in self.profile else None
+        self.meter.start()
+        if profiler is not None:
+            profiler.enable()
+        start = time.perf_counter()
+        if start_work() is False:
+            raise RuntimeError(f"{name}: the app refused to start it")
+        wait_until(self.app, done)
+        seconds = time.perf_counter() - start
+        settle(self.app, self.window)
+        stall = self.meter.stop()
+        if profiler is not None:
+            profiler.disable()
+            text = io.StringIO()
+            pstats.Stats(profiler, stream=text).sort_stats("cumulative").print_stats(30)
+            print(f"UI thread during {name} (cProfile, cumulative):\n{text.getvalue()}", file=sys.stderr)
+        self.figures[f"{name}_s"] = round(seconds, 3)
+        self.figures[f"{name}_stall_ms"] = round(stall, 1)
+        self.figures[f"{name}_worst_ms"] = self.meter.worst()
+        print(f"{name}: {seconds:.2f} s; longest UI stall {stall:.1f} ms (worst gaps {self.meter.worst()} ms)",
+              flush=True)
+        return seconds
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.gui", description=__doc__.splitlines()[0])
     parser.add_argument("checkpoint", type=Path)
-    parser.add_argument("--tensor", default="transformer.wte.weight", help="the tensor whose mask is shown")
+    parser.add_argument("--tensor", help="the tensor whose mask is shown (default: the token embedding)")
+    parser.add_argument("--tick-ms", type=int, default=TICK_MS)
+    parser.add_argument("--no-export", action="store_true")
+    parser.add_argument("--trace-stalls", action="store_true",
+                        help="sample every thread's stack while the UI thread stalls (printed to stderr)")
     parser.add_argument("--screenshot", type=Path, help="save a screenshot of the window at the end")
+    parser.add_argument("--without", action="append", default=[], choices=("transformers", "counting"),
+                        help="diagnostics: open without transformers (the rebuilt tree), or with the background "
+                             "zero counting switched off, to see what a stall comes from")
+    parser.add_argument("--profile", action="append", default=[], metavar="PHASE",
+                        help="diagnostics: cProfile the UI thread during PHASE (printed to stderr)")
     args = parser.parse_args(argv)
+    if "transformers" in args.without:
+        sys.modules["transformers"] = None  # type: ignore[assignment]
 
     from sparsegui.gui.app import configure_application
 
@@ -119,89 +220,89 @@ def main(argv: list[str] | None = None) -> int:
     QSettings.setDefaultFormat(QSettings.Format.IniFormat)
     QSettings.setPath(QSettings.Format.IniFormat, QSettings.Scope.UserScope, settings_dir)
 
-    from sparsegui.gui import controller
-    from sparsegui.gui.controller import PruneRequest
+    from sparsegui.core.steps import GlobalStep
+    from sparsegui.gui import controller as controller_module
     from sparsegui.gui.main_window import MainWindow
     from sparsegui.gui.session import Selection
 
-    def report_error(_parent: object, title: str, exc: BaseException, *_: object) -> None:
-        print(f"error: {title}: {exc}", file=sys.stderr)  # a modal dialog would block the benchmark
+    errors: list[str] = []
 
-    controller.show_error = report_error  # type: ignore[assignment]
+    def report_error(_parent: object, title: str, exc: BaseException, *_: object) -> None:
+        errors.append(f"{title}: {exc}")  # a modal dialog would block the benchmark
+        print(f"error: {title}: {exc}", file=sys.stderr)
+
+    controller_module.show_error = report_error  # type: ignore[assignment]
+    if "counting" in args.without:
+        from sparsegui.gui.counting import BackgroundCounter
+
+        BackgroundCounter.restart = lambda self: None  # type: ignore[method-assign]
 
     window = MainWindow()
     window.show()
     settle(app, window, 0.1)
+    control = window.controller
+    idle = lambda: not control.runner.busy  # noqa: E731
+    phases = Phases(app, window, args.tick_ms, args.trace_stalls, args.profile)
 
-    # -- open ----------------------------------------------------------------------------------------------------
-    start = time.perf_counter()
-    window.controller.open_path(args.checkpoint)
-    wait_until(app, lambda: not window.controller.runner.busy)
-    settle(app, window, 0.0)
-    open_s = time.perf_counter() - start
+    phases.run("open", lambda: control.open_path(args.checkpoint), idle)
     doc = window.session.document
-    if doc.source.path is None or Path(doc.source.path).resolve() != args.checkpoint.resolve():
-        print("could not open the checkpoint", file=sys.stderr)
+    if errors or doc.source.path is None or Path(doc.source.path).resolve() != args.checkpoint.resolve():
+        print(f"could not open {args.checkpoint}", file=sys.stderr)
         return 1
-    total = sum(p.numel() for p in doc.model.parameters())
-    print(f"opened {args.checkpoint.name}: {total:,} parameters in {open_s:.2f} s")
+    names = two_d_tensors(doc)
+    total = sum(ts.numel for ts in doc.state.tensors.values())
+    print(f"opened {args.checkpoint.name}: {total:,} parameters, {len(names)} 2-D tensors", flush=True)
     settle(app, window)
 
-    # -- global prune, as the prune panel's Apply does -----------------------------------------------------------
-    targets = two_d_weights(doc.model)
-    request = PruneRequest("l1_unstructured", targets, amount=0.5, global_=True)
-    meter = StallMeter()
-    meter.start()
-    start = time.perf_counter()
-    window.prune_panel.apply_requested.emit(request)
-    wait_until(app, lambda: not window.controller.runner.busy)
-    global_prune_s = time.perf_counter() - start
-    settle(app, window)
-    max_stall_ms = meter.stop()
-    if not doc.history.can_undo:
+    phases.run("global", lambda: control.prune(GlobalStep("l1_unstructured", tuple(names), 0.5)), idle)
+    if errors or not doc.history.can_undo:
         print("the global prune did not happen", file=sys.stderr)
         return 1
-    print(f"global L1 50% over {len(targets)} tensors: {global_prune_s:.2f} s; "
-          f"longest UI stall {max_stall_ms:.1f} ms (worst gaps {meter.worst()} ms)")
 
-    # -- select the embedding in the tree and wait for its mask on screen -----------------------------------------
+    tensor = args.tensor or embedding(names)
     window.tabs.setCurrentWidget(window.mask_view)
     settle(app, window, 0.2)
-    tree = window.tree
-    meter.start()
-    start = time.perf_counter()
-    row = tree.proxy.mapFromSource(tree.model.index_for(Selection("tensor", args.tensor)))
-    flags = QItemSelectionModel.SelectionFlag
-    tree.view.selectionModel().setCurrentIndex(row, flags.ClearAndSelect | flags.Rows)
-    wait_until(app, lambda: window.mask_view.qualname == args.tensor and not window.mask_view.rendering
-               and window.mask_view.rendered is not None)
-    window.mask_view.graphics.grab()  # paints the scene with the new image
-    mask_show_ms = (time.perf_counter() - start) * 1000.0
-    print(f"mask of {args.tensor} on screen in {mask_show_ms:.1f} ms ({window.mask_view.title})")
-    settle(app, window)
-    print(f"longest UI stall from selecting it until every view showed it: {meter.stop():.1f} ms "
-          f"(worst gaps {meter.worst()} ms)")
+    view = window.mask_view
+    shown = lambda: view.qualname == tensor and not view.rendering and view.rendered is not None  # noqa: E731
+    phases.run("mask", lambda: window.tree.select_items([Selection("tensor", tensor)]), shown)
+    view.graphics.grab()  # paints the scene with the new image
+    phases.figures["mask_tensor"] = tensor
+    phases.figures["mask_title"] = view.title
 
-    # -- undo it (the views show the tensor again) ------------------------------------------------------------------
-    meter.start()
-    start = time.perf_counter()
-    window.controller.undo()
+    phases.run("undo", control.undo, lambda: True)
+    control.redo()
     settle(app, window)
-    print(f"undo of the global prune: {(time.perf_counter() - start) * 1000 - SETTLE_S * 1000:.0f} ms, "
-          f"longest UI stall {meter.stop():.1f} ms (worst gaps {meter.worst()} ms)")
-    window.controller.redo()
-    settle(app, window)
+
+    if not args.no_export:
+        parent = Path(tempfile.mkdtemp(prefix="gui-export-", dir=args.checkpoint.parent))
+        target = parent / (args.checkpoint.stem + "-pruned" + ("" if args.checkpoint.is_dir() else
+                                                                args.checkpoint.suffix))
+        try:
+            phases.run("export", lambda: control.export(target), idle)
+            if errors or not target.exists():
+                print("the export did not happen", file=sys.stderr)
+                return 1
+        finally:
+            shutil.rmtree(parent, ignore_errors=True)
 
     if args.screenshot is not None:
         args.screenshot.parent.mkdir(parents=True, exist_ok=True)
         window.grab().save(str(args.screenshot))
         print(f"screenshot: {args.screenshot}")
 
-    window.controller.undo_stack.setClean()
+    doc.history.mark_clean()  # no "save changes?" question on close
+    counter = control.counter  # let background counting finish: closing while it runs aborts the process
+    wait_until(app, lambda: not counter.running and not window.refresh_pending())
     window.close()
-    result = {"max_stall_ms": round(max_stall_ms, 1), "mask_show_ms": round(mask_show_ms, 1),
-              "global_prune_s": round(global_prune_s, 3), "open_s": round(open_s, 3)}
-    print(json.dumps(result))
+    if phases.tracer is not None:
+        phases.tracer.stop()
+        for phase, stacks in phases.tracer.summary().items():
+            print(f"stalls during {phase} (samples, stack innermost first):", file=sys.stderr)
+            for count, stack in stacks:
+                print(f"  {count:4d}  {stack}", file=sys.stderr)
+    phases.figures["mask_show_ms"] = round(phases.figures["mask_s"] * 1000.0, 1)
+    phases.figures["max_stall_ms"] = max(v for k, v in phases.figures.items() if k.endswith("_stall_ms"))
+    print(json.dumps(phases.figures))
     return 0
 
 
