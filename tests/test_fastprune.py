@@ -16,7 +16,8 @@ import torch
 from torch import nn
 from torch.nn.utils import prune
 
-from sparsegui.core import fastprune
+from sparsegui.core import fastprune, radix
+from sparsegui.core.bitmask import BitMask
 
 DTYPES = [torch.float16, torch.bfloat16, torch.float32, torch.float64]
 
@@ -24,7 +25,7 @@ DTYPES = [torch.float16, torch.bfloat16, torch.float32, torch.float64]
 @pytest.fixture(autouse=True)
 def small_steps(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(fastprune, "MIN_NUMEL", 1)
-    monkeypatch.setattr(fastprune, "CHUNK", 257)
+    monkeypatch.setattr(radix, "CHUNK", 257)
 
 
 def values(shape: tuple[int, ...], dtype: torch.dtype, seed: int, special: bool = False) -> torch.Tensor:
@@ -249,7 +250,7 @@ def test_engine_uses_the_fast_path_and_stays_identical(monkeypatch: pytest.Monke
 def test_default_steps_on_a_large_tensor(monkeypatch: pytest.MonkeyPatch) -> None:
     """Real chunk sizes: one tensor larger than a chunk, bit-identical to torch."""
     monkeypatch.setattr(fastprune, "MIN_NUMEL", 1 << 16)
-    monkeypatch.setattr(fastprune, "CHUNK", 1 << 20)
+    monkeypatch.setattr(radix, "CHUNK", 1 << 20)
     weight = values((1100, 1000), torch.float32, seed=9)
     fast, slow = layer(weight), layer(weight)
     fastprune.l1_unstructured(fast, "weight", 0.5)
@@ -336,3 +337,27 @@ def test_a_global_prune_knows_the_counts_without_reading_again() -> None:
     for name in ("fc1.weight", "fc2.weight"):
         ts = doc.state.tensors[name]
         assert ts.scanned is not None and ts.scanned.zeros == ts.pruning.mask.zeros  # from the mask alone
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3, 5])
+@pytest.mark.parametrize("tensors", [1, 4])
+def test_segments_written_side_by_side_equal_one_thread(monkeypatch: pytest.MonkeyPatch, threads: int,
+                                                        tensors: int) -> None:
+    """Entries cut into segments and written on several threads give bit for bit the masks of one thread: the
+    tied candidates pruned are the first ones in order (bf16 has few distinct values: the threshold is shared by
+    many entries, across segments and tensors)."""
+    torch.manual_seed(3)
+    shapes = [(97, 131), (64, 64), (5000,), (300, 41)][:tensors]
+    old = BitMask.from_tensor(torch.rand(shapes[0]) > 0.2)
+    entries = [fastprune.Entry((torch.randn(s) * 0.01).to(torch.bfloat16), old if i == 0 else None)
+               for i, s in enumerate(shapes)]
+
+    def masks(count: int) -> list[BitMask]:
+        monkeypatch.setattr(radix, "workers", lambda: count)
+        return fastprune.l1_masks(entries, 0.37)
+
+    reference = masks(1)
+    total = sum(e.numel if e.mask is None else e.mask.kept for e in entries)
+    assert sum(e.numel - m.kept for e, m in zip(entries, reference, strict=True)) - old.zeros == round(0.37 * total)
+    for mask, again in zip(reference, masks(threads), strict=True):
+        assert mask.same_as(again) and mask.zeros == again.zeros
