@@ -262,10 +262,12 @@ def scale_group(folder: Path, work: Path, repeat: int, torch_layers: int | None)
                 f"tree {secs(med(r, 'report_s'))}); anon {gb(med(r, 'peak_anon'))}, RSS {gb(med(r, 'peak_rss'))}")
 
     target = lambda ok: "✓" if ok else "✗"  # noqa: E731
-    rows.append(["time to a usable tree, `transformers` installed (real `LlamaForCausalLM` on meta)",
-                 opened("open_torch"), opened("open_hf"), f"{target(med(out['open_hf'], 'total_s') <= 3)} ≤ 3 s"])
-    rows.append(["time to a usable tree, tree rebuilt from the keys (no `transformers`)", "—",
+    rows.append(["time to a usable tree: the tree rebuilt from the headers' keys (what the app shows first, "
+                 "`transformers` installed or not)", "—",
                  opened("open_rebuilt"), f"{target(med(out['open_rebuilt'], 'total_s') <= 3)} ≤ 3 s"])
+    rows.append(["the real classes (`LlamaForCausalLM` on meta; the app builds them in the background after "
+                 "showing the tree; the CLI before it prints)", opened("open_torch"), opened("open_hf"),
+                 "(in the background)"])
 
     def measured(key: str, part: str = "measured") -> str:
         r = out[key]

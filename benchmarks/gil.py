@@ -46,6 +46,20 @@ def longest_gap(work: Callable[[], object]) -> tuple[float, float]:
     return took[0], worst * 1000
 
 
+def together(works: list[Callable[[], object]]) -> tuple[float, float]:
+    """``longest_gap`` with the ``works`` running at once, each on its own thread (as the app's background threads
+    do: counting, the mask picture and the histogram after an undo)."""
+
+    def all_of() -> None:
+        threads = [threading.Thread(target=work) for work in works]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+
+    return longest_gap(all_of)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=32000)
@@ -71,6 +85,9 @@ def main() -> None:
     for name, work in passes.items():
         took, gap = longest_gap(work)
         print(f"| {name} | {took * 1000:.0f} ms | {gap:.1f} ms |")
+    names = ["zeros of the product (masked_scan)", "norm removed", "magnitude picture", "histogram + threshold"]
+    took, gap = together([passes[name] for name in names])
+    print(f"| all at once: {', '.join(names)} | {took * 1000:.0f} ms | {gap:.1f} ms |")
 
 
 if __name__ == "__main__":

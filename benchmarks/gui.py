@@ -237,8 +237,11 @@ def main(argv: list[str] | None = None) -> int:
 
         BackgroundCounter.restart = lambda self: None  # type: ignore[method-assign]
 
+    from sparsegui.gui.collector import freeze_survivors
+
     window = MainWindow()
     window.show()
+    freeze_survivors()  # as the app's start does
     settle(app, window, 0.1)
     control = window.controller
     idle = lambda: not control.runner.busy  # noqa: E731

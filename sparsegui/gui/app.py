@@ -15,6 +15,7 @@ from PySide6.QtWidgets import QApplication
 from sparsegui import __version__
 from sparsegui.core.document import Document
 from sparsegui.core.loading import LoadOptions, parse_arch_kwargs
+from sparsegui.gui.collector import freeze_survivors
 from sparsegui.gui.errors import ExceptionHandler
 from sparsegui.gui.help import app_icon
 
@@ -46,6 +47,7 @@ def start(args: argparse.Namespace, autosave: Path | None = None) -> tuple[MainW
     from sparsegui.gui.session import Session
 
     window = MainWindow(Session(Document.demo(args.demo or "lenet")))
+    freeze_survivors()  # what exists now lives as long as the app: out of the collector's sight
     previous = pending(autosave)
     autosaver = Autosaver(window.controller, autosave)
     window.show()

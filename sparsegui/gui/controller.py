@@ -27,6 +27,7 @@ from sparsegui.core.operations import Change, MaskSource
 from sparsegui.core.progress import CancelToken
 from sparsegui.core.recipe import load_recipe, plan_recipe, recipe_code
 from sparsegui.core.steps import RemoveStep, Step
+from sparsegui.gui.collector import quietly_importing
 from sparsegui.gui.counting import BackgroundCounter
 from sparsegui.gui.errors import show_error
 from sparsegui.gui.session import Session
@@ -305,8 +306,9 @@ class Controller(QObject, Writing):
             self._fail(f"Cannot open {name}")(exc, details)
 
         self.counter.pause()
-        started = self.runner.run(f"Opening {name}", lambda p, c: Document.open(path, options, p, c), success,
-                                  failure)
+        started = self.runner.run(f"Opening {name}",
+                                  lambda p, c: quietly_importing("transformers", Document.open, path, options, p, c),
+                                  success, failure)
         if started:
             self.opening.emit(name)
         return started
@@ -341,7 +343,8 @@ class Controller(QObject, Writing):
 
         self.counter.pause()
         self.runner.run(f"Building the model's classes ({name})",
-                        lambda p, c: Document.open(path, options, p, c), success, failure)
+                        lambda p, c: quietly_importing("transformers", Document.open, path, options, p, c),
+                        success, failure)
 
     def shown_name(self) -> str:
         source = self.session.document.source
