@@ -305,9 +305,10 @@ class TensorState:
         return self.pruning.mask.as_dtype(values.dtype, values.device) * values
 
     def effective_chunks(self, size: int = CHUNK * 16) -> Iterator[torch.Tensor] | None:
-        """The effective tensor flattened, ``size`` entries at a time, computed into two reused buffers (each
-        chunk is valid until the next is asked for): what a streaming writer needs, without a weight-sized
-        temporary. None when the values are not a plain original on the CPU (then use :meth:`effective`)."""
+        """The effective tensor flattened, ``size`` entries at a time, computed into a ring of three reused
+        buffers (each chunk is valid until two more have been asked for: one may be computed ahead while one is
+        written): what a streaming writer needs, without a weight-sized temporary. None when the values are not a
+        plain original on the CPU (then use :meth:`effective`)."""
         if self.pruning is None or not isinstance(self.values, Original) or self.values.device.type != "cpu":
             return None
         return self._chunks(self.values.tensor().detach().reshape(-1), self.pruning.mask, size)
@@ -316,10 +317,11 @@ class TensorState:
     def _chunks(flat: torch.Tensor, mask: BitMask, size: int) -> Iterator[torch.Tensor]:
         size = min(size, max(flat.numel(), 1))
         factor = torch.empty(size, dtype=flat.dtype)
-        out = torch.empty(size, dtype=flat.dtype)
-        for start in range(0, flat.numel(), size):
+        ring = [torch.empty(size, dtype=flat.dtype) for _ in range(3)]
+        for index, start in enumerate(range(0, flat.numel(), size)):
             stop = min(start + size, flat.numel())
             n = stop - start
+            out = ring[index % 3]
             factor[:n].copy_(torch.from_numpy(mask.chunk(start, stop)))  # 0/1 in the weight's dtype, as torch
             torch.mul(flat[start:stop], factor[:n], out=out[:n])  # X_orig * X_mask, entry by entry as torch
             yield out[:n]

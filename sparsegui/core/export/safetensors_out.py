@@ -17,6 +17,7 @@ from typing import BinaryIO
 import torch
 
 from sparsegui.core.errors import ExportError
+from sparsegui.core.export.ahead import read_ahead
 
 DTYPES: dict[torch.dtype, str] = {
     torch.float64: "F64", torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16",
@@ -83,7 +84,7 @@ def write_safetensors(path: Path, keys: Sequence[str], meta: Mapping[str, tuple[
             if pieces is not None:
                 dtype, shape = meta[key]
                 written = 0
-                for piece in pieces:
+                for piece in read_ahead(pieces):
                     if piece.dtype != dtype:
                         raise ExportError(f"{key}: expected {dtype}, got {piece.dtype}")
                     write_tensor_bytes(handle, piece)
