@@ -15,6 +15,7 @@ import os
 import secrets
 import shutil
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import torch
@@ -97,17 +98,23 @@ def _write(folder: Path, tensors: LazyTensors, groups: list[list[str]], names: l
     total_keys = sum(len(g) for g in groups)
     written = 0
     meta = {"format": "pt", "producer": f"sparsegui {__version__}", **metadata}
-    for group, name in zip(groups, names, strict=True):
-        check(cancel)
-        shapes = {k: (tensors.info(k).dtype, tensors.info(k).shape) for k in group}
-
-        def tick(index: int, base: int = written, name: str = name) -> None:
+    # a shard is flushed to disk on a helper thread while the next one is written; all are on disk before the
+    # index, the verification and the rename that publishes the folder
+    with ThreadPoolExecutor(1, thread_name_prefix="sparsegui-fsync") as flusher:
+        flushed: list[Future[None]] = []
+        for group, name in zip(groups, names, strict=True):
             check(cancel)
-            report(progress, 0.95 * (base + index + 1) / max(total_keys, 1), f"writing {name}")
+            shapes = {k: (tensors.info(k).dtype, tensors.info(k).shape) for k in group}
 
-        write_safetensors(folder / name, group, shapes, tensors.__getitem__, meta, tick, tensors.stream)
-        _fsync(folder / name)
-        written += len(group)
+            def tick(index: int, base: int = written, name: str = name) -> None:
+                check(cancel)
+                report(progress, 0.95 * (base + index + 1) / max(total_keys, 1), f"writing {name}")
+
+            write_safetensors(folder / name, group, shapes, tensors.__getitem__, meta, tick, tensors.stream)
+            flushed.append(flusher.submit(_fsync, folder / name))
+            written += len(group)
+        for future in flushed:
+            future.result()  # an fsync error is raised here
     if len(groups) > 1:
         total = sum(_nbytes(tensors, k) for g in groups for k in g)
         index = {"metadata": {"total_size": total}, "weight_map": {k: n for g, n in zip(groups, names, strict=True)
