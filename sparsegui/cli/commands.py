@@ -103,7 +103,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
                          mask_layout=args.mask_layout)
     if args.masks_out:
         doc.export_masks(args.masks_out)
-    doc.scan()  # only what the masks do not already tell (usually a first read of the originals)
+    doc.scan(norms=False)  # the summary's sparsity: only what the masks do not already tell
     total = Totals(doc.structure, doc.state).total
     zeros = total.zeros or 0
     print(printable(f"applied {steps} step(s); wrote {written} ({total.numel:,} parameters, sparsity "

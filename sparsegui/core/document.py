@@ -137,13 +137,13 @@ class Document:
         return inspect_document(self, counts)
 
     def scan(self, names: Sequence[str] | None = None, progress: ProgressCallback | None = None,
-             cancel: CancelToken | None = None) -> None:
-        """Count zeros and NaN/Inf of the tensors not counted yet (all by default; read-only, any thread), then name
-        the tensors holding NaN or Inf in the source's warnings."""
+             cancel: CancelToken | None = None, norms: bool = True) -> None:
+        """Count zeros and NaN/Inf of the tensors not counted yet (all by default; read-only, any thread) and, with
+        ``norms``, measure their norm removed; then name the tensors holding NaN or Inf in the source's warnings."""
         from sparsegui.core.stats import count_all
 
         state = self.state
-        count_all(state, self.tensor_names() if names is None else names, progress, cancel)
+        count_all(state, self.tensor_names() if names is None else names, progress, cancel, norms)
         bad = [f"{name} ({ts.scanned.nonfinite})" for name, ts in state.tensors.items()
                if ts.scanned is not None and ts.scanned.nonfinite]
         warning = nonfinite_warning(bad)

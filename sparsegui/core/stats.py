@@ -115,12 +115,16 @@ class Totals:
 
 
 def count_all(state: ModelState, names: Iterable[str], progress: ProgressCallback | None = None,
-              cancel: CancelToken | None = None) -> None:
-    """Count the zeros (and NaN/Inf) and measure the norm removed of the tensors ``names`` of ``state`` that are not
-    known yet (read-only)."""
-    todo = [n for n in dict.fromkeys(names) if not measured(state.tensors[n])]
+              cancel: CancelToken | None = None, norms: bool = True) -> None:
+    """Count the zeros (and NaN/Inf) and, with ``norms``, measure the norm removed of the tensors ``names`` of
+    ``state`` that are not known yet (read-only)."""
+    done = measured if norms else (lambda ts: ts.scanned is not None)
+    todo = [n for n in dict.fromkeys(names) if not done(state.tensors[n])]
     for index, name in enumerate(todo):
         check(cancel)
         report(progress, index / max(len(todo), 1), f"counting zeros of {name}")
-        measure(state.tensors[name])
+        if norms:
+            measure(state.tensors[name])
+        else:
+            state.tensors[name].scan()
     report(progress, 1.0, "counted")
