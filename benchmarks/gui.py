@@ -237,9 +237,11 @@ def main(argv: list[str] | None = None) -> int:
 
         BackgroundCounter.restart = lambda self: None  # type: ignore[method-assign]
 
+    from sparsegui.gui.autosave import Autosaver
     from sparsegui.gui.collector import freeze_survivors
 
     window = MainWindow()
+    autosaver = Autosaver(window.controller, Path(tempfile.mkdtemp(prefix="gui-autosave-")) / "autosave.json")
     window.show()
     freeze_survivors()  # as the app's start does
     settle(app, window, 0.1)
@@ -297,6 +299,8 @@ def main(argv: list[str] | None = None) -> int:
     counter = control.counter  # let background counting finish: closing while it runs aborts the process
     wait_until(app, lambda: not counter.running and not window.refresh_pending())
     window.close()
+    autosaver.discard()
+    shutil.rmtree(autosaver.path.parent, ignore_errors=True)
     if phases.tracer is not None:
         phases.tracer.stop()
         for phase, stacks in phases.tracer.summary().items():

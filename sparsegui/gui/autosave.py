@@ -10,11 +10,12 @@ from __future__ import annotations
 import json
 import logging
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QObject, QStandardPaths
+from PySide6.QtCore import QObject, QStandardPaths, Signal
 from PySide6.QtWidgets import QMessageBox, QWidget
 
 from sparsegui.core.export.atomic import atomic_write
@@ -33,13 +34,22 @@ def default_path() -> Path:
 
 
 class Autosaver(QObject):
-    """Writes ``{"source": …, "recipe": …}`` atomically after each change; removes it when there is nothing to lose."""
+    """Writes ``{"source": …, "recipe": …}`` atomically after each change; removes it when there is nothing to lose.
+
+    The write (with its fsync, which can wait seconds behind an export's gigabytes of dirty pages) happens on a
+    helper thread, in order, so an operation or an undo never waits for the disk; a failure is reported on the UI
+    thread. :meth:`flush` waits for what is queued."""
+
+    written = Signal(str)  # "" when a write succeeded, else the error; from the helper thread
 
     def __init__(self, controller: Controller, path: Path | None = None) -> None:
         super().__init__(controller)
         self.controller = controller
         self.path = path or default_path()
         self.failed: str | None = None
+        self._writer = ThreadPoolExecutor(1, thread_name_prefix="sparsegui-autosave")
+        self._last: Future[None] | None = None
+        self.written.connect(self._on_written)
         controller.history_changed.connect(self.save)
 
     def save(self, *_: object) -> None:
@@ -54,20 +64,34 @@ class Autosaver(QObject):
                        "arch_kwargs": src.arch_kwargs, "arch_path": src.arch_path},
             "recipe": recipe,
         }
-        text = json.dumps(data, indent=1)
+        self._last = self._writer.submit(self._write, json.dumps(data, indent=1))
+
+    def _write(self, text: str) -> None:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             atomic_write(self.path, lambda p: p.write_text(text, encoding="utf-8"))
         except Exception as exc:  # autosave must never disturb the user's work; say it once
             log.warning("autosave to %s failed: %s", self.path, exc)
-            if self.failed is None:
-                self.failed = str(exc)
-                self.controller.status.emit(f"Autosave failed ({exc}); export your work to keep it")
+            self.written.emit(str(exc) or type(exc).__name__)
             return
-        self.failed = None
+        self.written.emit("")
+
+    def _on_written(self, problem: str) -> None:
+        if not problem:
+            self.failed = None
+        elif self.failed is None:
+            self.failed = problem
+            self.controller.status.emit(f"Autosave failed ({problem}); export your work to keep it")
+
+    def flush(self) -> None:
+        """Wait until every queued write is on disk."""
+        if self._last is not None:
+            self._last.result()
 
     def discard(self) -> None:
-        self.path.unlink(missing_ok=True)
+        """Remove the autosave (after any queued write), now."""
+        self._last = self._writer.submit(self.path.unlink, missing_ok=True)  # type: ignore[arg-type]
+        self.flush()
 
 
 @dataclass

@@ -28,6 +28,7 @@ def test_autosave_after_each_operation_and_restore(window, qtbot, tmp_path, monk
     saver = Autosaver(window.controller, path)
     run(window, qtbot, PruneStep("random_unstructured", ("conv1.weight",), amount=0.3))
     run(window, qtbot, PruneStep("l1_unstructured", ("fc1.weight",), amount=0.5))
+    saver.flush()
     data = pending(path).data
     assert data is not None and len(data["recipe"]["steps"]) == 2
     expected = full_state(window.session.document.model)
@@ -54,8 +55,9 @@ def test_autosave_after_each_operation_and_restore(window, qtbot, tmp_path, monk
 def test_undoing_everything_clears_the_autosave(window, qtbot, tmp_path) -> None:  # type: ignore[no-untyped-def]
     """Back at the opened state there is nothing to lose, so no autosave remains."""
     path = tmp_path / "autosave.json"
-    Autosaver(window.controller, path)
+    saver = Autosaver(window.controller, path)
     run(window, qtbot, PruneStep("l1_unstructured", ("fc1.weight",), amount=0.5))
+    saver.flush()
     assert path.exists()
     window.undo_action.trigger()
     assert not path.exists()
