@@ -14,7 +14,8 @@ for 7B) and kept between runs. The tables are Markdown, ready for the README; ``
 
 Groups (``--only``): ``core`` (the original side-by-side rows), ``floor`` (prunes against a bare streaming
 selection), ``scale`` (the 7B tasks), ``apply`` (``sparsegui apply`` as a whole process), ``history`` (20 steps,
-undo all, redo all), ``contention`` (a competing CPU load), ``gui`` (the app offscreen).
+undo all, redo all), ``contention`` (a competing CPU load), ``diff`` (two checkpoints compared, at 1B),
+``gui`` (the app offscreen).
 """
 
 from __future__ import annotations
@@ -25,15 +26,14 @@ import os
 import statistics
 import subprocess
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from benchmarks.memory import run_process
 from benchmarks.models import LLAMA_SIZES, SIZES, write_checkpoint, write_llama_folder
+from benchmarks.report import ROOT, gb, med, progress, repeated, run_json, secs, spread, table
 
-ROOT = Path(__file__).resolve().parents[1]
 LABELS = {
     "open": "open the checkpoint",
     "global_l1": "global L1 50 % (all weight matrices)",
@@ -46,77 +46,9 @@ LABELS = {
 TORCH_GLOBAL_LIMIT = 400_000_000
 """``global_unstructured`` needs ~47 bytes per weight (NOTES): beyond this it does not fit in 24 GB and is skipped."""
 GLOBAL_BYTES_PER_WEIGHT = 47
-DEFAULT_GROUPS = {"tiny": ("core", "floor", "apply", "history", "scale", "gui"),
+DEFAULT_GROUPS = {"tiny": ("core", "floor", "apply", "history", "diff", "scale", "gui"),
                   "125m": ("core", "apply", "history", "contention", "gui"),
-                  "1b": ("core", "floor"), "1b-bf16": ("floor",), "7b": ("scale", "gui")}
-
-
-# -- running and summarising ---------------------------------------------------------------------------------------
-def run_json(argv: Sequence[str], env: dict[str, str] | None = None) -> dict[str, Any]:
-    """Run a benchmark module in a fresh process; its last stdout line (JSON) plus the whole process's figures."""
-    run = run_process([sys.executable, *argv], cwd=str(ROOT), env=env)
-    if run.returncode != 0:
-        tail = run.stderr.strip().splitlines()[-3:]
-        raise RuntimeError(f"{' '.join(argv)} failed ({run.returncode}): {' | '.join(tail)}")
-    result = json.loads(run.stdout.strip().splitlines()[-1])
-    result["process"] = {"seconds": run.seconds, "peak_rss": run.peak_rss, "peak_anon": run.peak_anon,
-                         "cpu_seconds": run.cpu_seconds, "load_before": run.load_before}
-    return result
-
-
-def repeated(make: Callable[[], dict[str, Any]], repeat: int) -> dict[str, Any]:
-    """Run ``make`` ``repeat`` times: ``{"runs": [...], "median": {...}}`` (medians of every numeric leaf)."""
-    runs = [make() for _ in range(repeat)]
-    return {"runs": runs, "median": _median(runs)}
-
-
-def _median(runs: list[Any]) -> Any:
-    first = runs[0]
-    if isinstance(first, dict):
-        return {k: _median([r[k] for r in runs]) for k in first if all(isinstance(r, dict) and k in r for r in runs)}
-    if isinstance(first, (int, float)) and not isinstance(first, bool):
-        return statistics.median(runs)
-    return first
-
-
-def _values(result: dict[str, Any], *path: str) -> list[float]:
-    out = []
-    for run in result["runs"]:
-        for key in path:
-            run = run[key]
-        out.append(float(run))
-    return out
-
-
-def secs(value: float) -> str:
-    return f"{value * 1000:.0f} ms" if value < 1 else f"{value:.2f} s" if value < 10 else f"{value:.1f} s"
-
-
-def gb(value: float) -> str:
-    return f"{value / 2**30:.2f} GB"
-
-
-def spread(result: dict[str, Any], *path: str, fmt: Callable[[float], str] = secs) -> str:
-    """The median, and with several runs their range: ``25.9 s (24.1–27.3 s, 3 runs)``."""
-    values = _values(result, *path)
-    median = fmt(statistics.median(values))
-    if len(values) == 1:
-        return median
-    return f"{median} ({fmt(min(values))}–{fmt(max(values))}, {len(values)} runs)"
-
-
-def med(result: dict[str, Any], *path: str) -> float:
-    return statistics.median(_values(result, *path))
-
-
-def table(title: str, header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    lines = [f"| {title} | " + " | ".join(header) + " |", "|---" * (len(header) + 1) + "|"]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
-def progress(text: str) -> None:
-    print(f"  {text} …", file=sys.stderr, flush=True)
+                  "1b": ("core", "floor", "diff"), "1b-bf16": ("floor",), "7b": ("scale", "gui")}
 
 
 # -- core: the original side-by-side rows ---------------------------------------------------------------------------
@@ -470,6 +402,10 @@ def run_group(group: str, size: str, args: argparse.Namespace) -> tuple[str, Any
         return contention_group(checkpoint, args.repeat)
     if group == "gui":
         return gui_group(checkpoint, args.repeat)
+    if group == "diff":
+        from benchmarks import diff
+
+        return diff.group(checkpoint, args.work, args.repeat)
     raise SystemExit(f"unknown group {group!r}")
 
 

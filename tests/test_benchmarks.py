@@ -16,9 +16,9 @@ import torch
 from safetensors import safe_open
 
 from benchmarks import apply, contention, core, disk, history, scale, selection
-from benchmarks.__main__ import ROOT, _median, spread
 from benchmarks.memory import measure, run_process
 from benchmarks.models import LLAMA_SIZES, SIZES, write_checkpoint, write_llama_folder
+from benchmarks.report import ROOT, _median, spread
 from sparsegui.core.document import Document
 
 
@@ -213,6 +213,21 @@ def test_apply_pairs_and_profile(checkpoint: Path, tmp_path: Path) -> None:
     assert set(profile["phases"]) == {"import", "open", "prune", "export", "summary", "other"}
     assert profile["phases"]["prune"] > 0 and profile["phases"]["export"] > 0
     assert not list(tmp_path.glob("*.pt"))
+
+
+def test_diff_both_ways_count_the_same_differences(checkpoint: Path, tmp_path: Path) -> None:
+    """The diff group: a pruned export diffed against its source by ``sparsegui diff``'s core and by plain torch
+    finds the same number of changed entries (the pruned ones that were not already zero)."""
+    from benchmarks import diff
+
+    pruned = tmp_path / "pruned.pt"
+    assert diff.prepare(checkpoint, pruned)["prepared"] and not diff.prepare(checkpoint, pruned)["prepared"]
+    ours, plain = diff.run_sparsegui(checkpoint, pruned), diff.run_torch(checkpoint, pruned)
+    assert ours["differ"] == plain["differ"] > 0 and ours["entries"] == plain["entries"]
+    for result in (ours, plain):
+        _numbers(result, "seconds", "peak_rss", "peak_anon")
+    text, _ = diff.group(checkpoint, tmp_path, 1)
+    assert "both agree" in text
 
 
 def test_twenty_steps_undo_redo_and_torch_agree(checkpoint: Path, tmp_path: Path) -> None:
