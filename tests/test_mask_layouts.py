@@ -91,3 +91,54 @@ def test_a_buffer_named_mask_that_is_not_a_bool_weight_mask_stays_a_tensor(tmp_p
     doc = Document.open(tmp_path / "plain.pt")
     assert doc.source.mask_layout is None
     assert "fc1.mask" in doc.tensor_names() or "fc1.mask" in doc.source.key_order
+
+
+def _modelopt_folder(tmp_path: Path, state: object) -> Path:
+    folder = tmp_path / "modelopt-folder"
+    folder.mkdir()
+    torch.manual_seed(0)
+    weight = torch.randn(8, 16)
+    keep = torch.rand(8, 16) > 0.5
+    save_file({"fc.weight": weight * keep, "fc._weight_mask": keep, "fc.bias": torch.zeros(8)},
+              str(folder / "model.safetensors"))
+    (folder / "config.json").write_text("{}")
+    if isinstance(state, bytes):
+        (folder / "modelopt_state.pth").write_bytes(state)
+    else:
+        torch.save(state, folder / "modelopt_state.pth")
+    return folder
+
+
+def test_modelopt_state_beside_a_folder_is_read_as_data_and_left_out_of_exports(tmp_path: Path) -> None:
+    """``modelopt_state.pth`` (ModelOpt's modes) is named on open; the masks come from ``_weight_mask``; a folder
+    export (pruned weights only) does not carry the state that would make ModelOpt expect masks."""
+    state = {"modelopt_state_dict": [("sparse_magnitude", {"config": {"pattern": "2:4 sparsity"}, "metadata": {}})],
+             "modelopt_version": "0.31.0"}
+    folder = _modelopt_folder(tmp_path, state)
+    doc = Document.open(folder)
+    assert doc.source.mask_layout == "modelopt" and doc.state.tensors["fc.weight"].pruned
+    notes = [w for w in doc.source.warnings if w.startswith("modelopt_state.pth")]
+    assert len(notes) == 1 and "sparse_magnitude" in notes[0] and "0.31.0" in notes[0]
+    out = doc.export(tmp_path / "exported")
+    assert (out / "config.json").is_file() and not (out / "modelopt_state.pth").exists()
+    assert set(load_file(str(out / "model.safetensors"))) == {"fc.weight", "fc.bias"}
+
+
+def test_a_hostile_modelopt_state_runs_nothing(tmp_path: Path) -> None:
+    """A ``modelopt_state.pth`` that would run code when unpickled is not loaded: the folder opens, the note says
+    the state was not read, and nothing ran."""
+    marker = tmp_path / "ran"
+
+    class Payload:
+        def __reduce__(self) -> tuple[object, tuple[str]]:
+            import os
+
+            return os.system, (f"touch {marker}",)
+
+    import pickle
+
+    folder = _modelopt_folder(tmp_path, pickle.dumps({"modelopt_state_dict": [Payload()]}))
+    doc = Document.open(folder)
+    assert not marker.exists()
+    assert any(w.startswith("modelopt_state.pth: not read") for w in doc.source.warnings)
+    assert doc.state.tensors["fc.weight"].pruned

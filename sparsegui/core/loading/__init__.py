@@ -91,6 +91,8 @@ def _from_state_dict(
     clean, masks = split_pruned(stripped)
     clean, tool_masks, layout = split_tool_masks(clean)
     source.mask_layout = layout or ("torch" if masks else None)
+    if folder is not None and (note := folder.modelopt_note()) is not None:
+        source.warnings.append(note)
     masks.update(tool_masks)
     source.key_order = list(clean)
     model: nn.Module | None = None

@@ -15,11 +15,13 @@ from typing import Any
 
 import torch
 
-from sparsegui.core.errors import LoadError
+from sparsegui.core.errors import LoadError, SparseGUIError
 from sparsegui.core.loading.paths import require_regular_file
 from sparsegui.core.loading.sniff import Format, read_json, sniff
 from sparsegui.core.loading.torch_files import load_torch_file
 
+MODELOPT_STATE = "modelopt_state.pth"
+"""What ModelOpt saves beside a Hugging Face folder's weights: the modes it applied (a pickle, read as data)."""
 WEIGHT_FILES = ("model.safetensors.index.json", "model.safetensors", "pytorch_model.bin.index.json",
                 "pytorch_model.bin")
 CONFIG = "config.json"
@@ -52,10 +54,30 @@ class Folder:
         return [self.weights, *(self.path / name for name in shards)]
 
     def other_files(self) -> list[Path]:
-        """Files of the folder that are not weights (copied as they are by a folder export)."""
-        weights = {f.name for f in self.weight_files()} | set(WEIGHT_FILES)
+        """Files of the folder that are not weights (copied as they are by a folder export). ModelOpt's state is
+        left out: it tells ModelOpt to expect its masks, and an exported folder holds the pruned weights only."""
+        weights = {f.name for f in self.weight_files()} | set(WEIGHT_FILES) | {MODELOPT_STATE}
         return sorted(p for p in self.path.iterdir() if p.is_file() and p.name not in weights
                       and not p.name.endswith((".safetensors", ".bin")))
+
+    def modelopt_note(self) -> str | None:
+        """What ``modelopt_state.pth`` beside the weights says (the ModelOpt modes applied), read as data; None
+        without one."""
+        path = self.path / MODELOPT_STATE
+        if not path.is_file():
+            return None
+        try:
+            state = load_torch_file(require_regular_file(path, "ModelOpt state"), sniff(path), trust=False,
+                                    mmap=False)
+            entries = state.get("modelopt_state_dict") if isinstance(state, dict) else None
+            modes = [str(e[0]) for e in entries if isinstance(e, (list, tuple)) and e] if isinstance(
+                entries, (list, tuple)) else []
+        except SparseGUIError as exc:
+            return f"{MODELOPT_STATE}: not read ({exc}); masks, if any, come from the weights' `_weight_mask` keys"
+        version = state.get("modelopt_version") if isinstance(state, dict) else None
+        what = ", ".join(modes) if modes else "no modes"
+        return (f"{MODELOPT_STATE}: NVIDIA ModelOpt {what}" + (f" (ModelOpt {version})" if version else "")
+                + "; its masks are read from the weights' `_weight_mask` keys; a folder export leaves this file out")
 
 
 def is_model_folder(path: Path) -> bool:
