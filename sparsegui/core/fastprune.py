@@ -71,11 +71,11 @@ def l1_masks(entries: Sequence[Entry], amount: float | int, progress: ProgressCa
         part = entry.values.reshape(-1)[start:stop]
         return part if part.dtype == dtype else part.to(dtype)
 
-    selection = Selection(entries, dtype, chunk, lambda: None, False, progress, cancel, parallel=True)
-    with one_thread_per_op():
+    with one_thread_per_op():  # every small op, the bookkeeping included (each would wait at a barrier under load)
+        selection = Selection(entries, dtype, chunk, lambda: None, False, progress, cancel, parallel=True)
         masks = selection.masks(amount)
-    if tally is not None:
-        tally[:] = selection.tally()
+        if tally is not None:
+            tally[:] = selection.tally()
     return masks
 
 

@@ -123,6 +123,20 @@ def workers() -> int:
         return max(1, min(8, os.cpu_count() or 1))
 
 
+_POOLS: dict[int, ThreadPoolExecutor] = {}
+_POOLS_LOCK = threading.Lock()
+
+
+def _pool(threads: int) -> ThreadPoolExecutor:
+    """The process's pool of ``threads`` selection threads, made once: starting and joining threads for every pass
+    costs tens of milliseconds when another program keeps the cores busy (each waits for a time slice)."""
+    with _POOLS_LOCK:
+        pool = _POOLS.get(threads)
+        if pool is None:
+            pool = _POOLS[threads] = ThreadPoolExecutor(threads, thread_name_prefix="sparsegui-select")
+        return pool
+
+
 @contextmanager
 def one_thread_per_op() -> Iterator[None]:
     """Each small op on one thread: chunk-sized ops split across threads wait at a barrier for every thread, and a
@@ -238,8 +252,10 @@ class Selection:
         self._read = 0
         positions = range(len(self.segments))
         if self.threads > 1 and len(self.segments) > 1:
-            with ThreadPoolExecutor(self.threads, thread_name_prefix="sparsegui-select") as pool:
-                results = list(pool.map(work, positions))
+            # the biggest first: the pass ends on small pieces, so no thread waits long for the last one
+            order = sorted(positions, key=lambda i: self.segments[i].start - self.segments[i].stop)
+            done = dict(zip(order, _pool(self.threads).map(work, order), strict=True))
+            results = [done[position] for position in positions]
         else:
             results = [work(position) for position in positions]
         self.passes += 1
