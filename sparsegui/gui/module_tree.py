@@ -220,9 +220,10 @@ class ModuleTreeWidget(QWidget):
         items = self.session.selection
         present = [i for i in items if self.model.index_for(i).isValid()]
         self.select_items(present, scroll=False)
-        self.view.executeDelayedItemsLayout()  # the scroll range first, else the value is clamped to a stale one
-        self.view.verticalScrollBar().setValue(self._scroll[0])  # the user's place in the tree stays
-        self.view.horizontalScrollBar().setValue(self._scroll[1])
+        if self._scroll != (0, 0):  # at the top there is nothing to restore (and no layout to force now)
+            self.view.executeDelayedItemsLayout()  # the scroll range first, else the value is clamped to a stale one
+            self.view.verticalScrollBar().setValue(self._scroll[0])  # the user's place in the tree stays
+            self.view.horizontalScrollBar().setValue(self._scroll[1])
         self._syncing = False
         if present != items:
             self.session.select(present)  # an undo took away a selected mask or hook
