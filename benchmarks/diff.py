@@ -89,13 +89,16 @@ def group(checkpoint: Path, work: Path, repeat: int) -> tuple[str, dict[str, Any
     pruned = work / f"{checkpoint.stem}-global50{checkpoint.suffix}"
     progress(f"diff {checkpoint.name} against its global L1 50 % export (written once)")
     run_json(["-m", "benchmarks.diff", "prepare", str(checkpoint), str(pruned)])
-    out = {side: repeated(lambda side=side: run_json(["-m", "benchmarks.diff", side, str(checkpoint),  # type: ignore[misc]
-                                                      str(pruned)]), repeat)
-           for side in ("sparsegui", "torch")}
+
+    def side(name: str) -> dict[str, Any]:
+        return repeated(lambda: run_json(["-m", "benchmarks.diff", name, str(checkpoint), str(pruned)]), repeat)
+
+    def cell(r: dict[str, Any]) -> str:
+        return f"{spread(r, 'seconds')}; anon {gb(med(r, 'peak_anon'))}, RSS {gb(med(r, 'peak_rss'))}"
+
+    out = {"sparsegui": side("sparsegui"), "torch": side("torch")}
     ours, plain = out["sparsegui"], out["torch"]
     agree = med(ours, "differ") == med(plain, "differ")
-    cell = lambda r: (f"{spread(r, 'seconds')}; anon {gb(med(r, 'peak_anon'))}, "  # noqa: E731
-                      f"RSS {gb(med(r, 'peak_rss'))}")
     rows = [[f"compare every tensor with its global L1 50 % export ({med(ours, 'entries') / 1e9:.2f}B entries)",
              cell(plain), cell(ours),
              f"{med(ours, 'peak_anon') / med(plain, 'peak_anon'):.2f}× the anon memory; "

@@ -4,6 +4,7 @@ the helper thread gone when the reader stops early; and a streamed export still 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -59,5 +60,8 @@ def test_streamed_pieces_read_ahead_equal_the_product() -> None:
     values = torch.randn(10_000).to(torch.bfloat16)
     keep = torch.rand(10_000) > 0.4
     mask = BitMask.from_tensor(keep)
-    pieces = [p.clone() for p in read_ahead(TensorState._chunks(values, mask, 999))]
+    pieces = []
+    for piece in read_ahead(TensorState._chunks(values, mask, 999)):
+        time.sleep(0.002)  # the helper computes the next pieces meanwhile: a ring too small would overwrite this one
+        pieces.append(piece.clone())
     assert torch.equal(torch.cat(pieces), values * keep.to(torch.bfloat16))

@@ -26,11 +26,8 @@ from typing import TypeVar
 import numpy as np
 import torch
 
-from sparsegui.core.bitmask import BitMask, BitWriter
+from sparsegui.core.bitmask import CHUNK, BitMask, BitWriter
 from sparsegui.core.progress import CancelToken, ProgressCallback, check, report
-
-CHUNK = 1 << 20
-"""Entries per streaming step: small enough for the CPU caches, large enough to amortise each call."""
 
 # dtype → (integer view, mask clearing the sign bit, shifts of the successive 16-bit radix digits)
 KEYS: dict[torch.dtype, tuple[torch.dtype, int, tuple[int, ...]]] = {
@@ -226,7 +223,6 @@ class Selection:
         self._chunks = sum(math.ceil(e.numel / CHUNK) for e in entries) or 1
         self._read = 0
         self._lock = threading.Lock()
-        self.per_segment: list[torch.Tensor] | None = None
         self.first: list[torch.Tensor | None] = [
             None if invert else torch.zeros(_BINS + 1, dtype=torch.int64, device=self.device) for _ in entries]
 
@@ -261,9 +257,9 @@ class Selection:
         self.passes += 1
         return results
 
-    def _histogram(self, previous: int, prefix: int, shift: int, last: bool = False) -> torch.Tensor:
-        """Counts of the 16-bit digit at ``shift`` among candidates whose ``key >> previous == prefix``; on the
-        ``last`` pass also each segment's own counts (``self.per_segment``)."""
+    def _histogram(self, previous: int, prefix: int, shift: int) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Counts of the 16-bit digit at ``shift`` among candidates whose ``key >> previous == prefix``: in all, and
+        each segment's own (after the last pass they say how many candidates of each segment tie)."""
         first_pass = previous < 0
 
         def one(position: int) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -303,8 +299,7 @@ class Selection:
             first = self.first[segment.index]
             if before is not None and first is not None:
                 first += before
-        self.per_segment = [hist for hist, _ in results] if last else None
-        return total[:_BINS]
+        return total[:_BINS], [hist for hist, _ in results]
 
     def tally(self) -> list[tuple[int | None, int] | None]:
         """Per entry, (zeros, NaN/±Inf) of its values read off the first pass's histogram: NaN/Inf exactly (their
@@ -324,7 +319,7 @@ class Selection:
 
     def masks(self, amount: float | int) -> list[BitMask]:
         """Each entry's new mask: the old one with the k selected candidates pruned."""
-        hist = self._histogram(-1, 0, self.shifts[0], last=len(self.shifts) == 1)
+        hist, per_segment = self._histogram(-1, 0, self.shifts[0])
         total = int(hist.sum())
         k = count_to_prune(amount, total)
         if k in (0, total):
@@ -332,11 +327,10 @@ class Selection:
         prefix, need, _ = _pick(hist, k)
         digit, previous = prefix, self.shifts[0]
         for shift in self.shifts[1:]:
-            digit, need, _ = _pick(self._histogram(previous, prefix, shift, last=shift == self.shifts[-1]), need)
+            hist, per_segment = self._histogram(previous, prefix, shift)
+            digit, need, _ = _pick(hist, need)
             prefix, previous = (prefix << (previous - shift)) | digit, shift
-        assert self.per_segment is not None
-        tied = [int(h[digit]) for h in self.per_segment]
-        self.per_segment = None
+        tied = [int(h[digit]) for h in per_segment]
         shares = []
         for count_here in tied:  # the first `need` tied candidates in order are pruned
             shares.append(min(need, count_here))

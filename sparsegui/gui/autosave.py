@@ -90,7 +90,7 @@ class Autosaver(QObject):
 
     def discard(self) -> None:
         """Remove the autosave (after any queued write), now."""
-        self._last = self._writer.submit(self.path.unlink, missing_ok=True)  # type: ignore[arg-type]
+        self._last = self._writer.submit(lambda: self.path.unlink(missing_ok=True))
         self.flush()
 
 

@@ -15,14 +15,23 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QPointF, QRectF, Signal
 from PySide6.QtGui import QFontMetrics, QShowEvent
-from PySide6.QtWidgets import QHBoxLayout, QLabel, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QLabel, QWidget
 
 from sparsegui.core import energy
 from sparsegui.core.blocks import BlockGrid, find_blocks
 from sparsegui.core.energy import combined
 from sparsegui.core.stats import Count
 from sparsegui.core.targets import model_order
-from sparsegui.gui.charts import METRICS, PRUNED_BRUSH, SELECTED_BRUSH, abbreviate, metric_combo, metric_value
+from sparsegui.gui.charts import (
+    METRICS,
+    PRUNED_BRUSH,
+    SELECTED_BRUSH,
+    abbreviate,
+    chart_layout,
+    grid_cell,
+    metric_combo,
+    metric_value,
+)
 from sparsegui.gui.plot_files import export_png, export_svg
 from sparsegui.gui.session import Selection, Session
 
@@ -152,15 +161,7 @@ class BlocksView(QWidget):
         self.graphics.ci.layout.setRowStretchFactor(1, 2)
         self.graphics.ci.layout.setRowStretchFactor(2, 1)
 
-        layout = QVBoxLayout(self)
-        layout.setContentsMargins(2, 2, 2, 2)
-        top = QHBoxLayout()
-        top.addWidget(QLabel("Show:"))
-        top.addWidget(self.metric_combo)
-        top.addWidget(self.summary_label, 1)
-        layout.addLayout(top)
-        layout.addWidget(self.graphics, 1)
-        layout.addWidget(self.info_label)
+        chart_layout(self, self.metric_combo, self.summary_label, self.graphics, self.info_label)
 
         self.graphics.scene().sigMouseClicked.connect(self._on_click)
         self.graphics.scene().sigMouseMoved.connect(self._on_mouse_moved)
@@ -310,14 +311,10 @@ class BlocksView(QWidget):
         self.marks.setData(x=[b for _, b in spots], y=[r for r, _ in spots])
 
     def _cell_at(self, scene_pos: QPointF) -> tuple[int, int] | None:
-        box = self.heat.getViewBox()
-        if self.grid is None or not box.sceneBoundingRect().contains(scene_pos):
+        """(role, block) under ``scene_pos``."""
+        if self.grid is None:
             return None
-        point = box.mapSceneToView(scene_pos)
-        role, block = round(point.y()), round(point.x())
-        if 0 <= role < len(self.grid.roles) and 0 <= block < len(self.grid.blocks):
-            return role, block
-        return None
+        return grid_cell(self.heat, scene_pos, len(self.grid.roles), len(self.grid.blocks))
 
     def _bar_at(self, scene_pos: QPointF) -> int | None:
         box = self.per_block.getViewBox()

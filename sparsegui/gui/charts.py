@@ -105,6 +105,29 @@ METRICS = {"sparsity": ("Sparsity", "sparsity (share of zeros)"),
 """What the charts can show per tensor: key → (menu text, axis label)."""
 
 
+def chart_layout(widget: QWidget, combo: QComboBox, summary: QLabel, graphics: QWidget, info: QLabel) -> None:
+    """The layout the chart tabs share: "Show: [metric]" and a summary on top, the plots, a readout below."""
+    layout = QVBoxLayout(widget)
+    layout.setContentsMargins(2, 2, 2, 2)
+    top = QHBoxLayout()
+    top.addWidget(QLabel("Show:"))
+    top.addWidget(combo)
+    top.addWidget(summary, 1)
+    layout.addLayout(top)
+    layout.addWidget(graphics, 1)
+    layout.addWidget(info)
+
+
+def grid_cell(plot: pg.PlotItem, scene_pos: QPointF, rows: int, columns: int) -> tuple[int, int] | None:
+    """The (row, column) of a heatmap drawn one unit per cell in ``plot`` under ``scene_pos``, if any."""
+    box = plot.getViewBox()
+    if not box.sceneBoundingRect().contains(scene_pos):
+        return None
+    point = box.mapSceneToView(scene_pos)
+    row, column = round(point.y()), round(point.x())
+    return (row, column) if 0 <= row < rows and 0 <= column < columns else None
+
+
 def metric_combo(name: str) -> QComboBox:
     """The "Show:" choice of the charts: sparsity or norm removed."""
     combo = QComboBox(objectName=name)
@@ -158,15 +181,7 @@ class SparsityChart(QWidget):
         self.metric_combo = metric_combo("sparsityMetric")
         self.metric_combo.currentIndexChanged.connect(lambda _i: self.refresh())
 
-        layout = QVBoxLayout(self)
-        layout.setContentsMargins(2, 2, 2, 2)
-        top = QHBoxLayout()
-        top.addWidget(QLabel("Show:"))
-        top.addWidget(self.metric_combo)
-        top.addWidget(self.summary_label, 1)
-        layout.addLayout(top)
-        layout.addWidget(self.graphics, 1)
-        layout.addWidget(self.info_label)
+        chart_layout(self, self.metric_combo, self.summary_label, self.graphics, self.info_label)
 
         self.graphics.scene().sigMouseClicked.connect(self._on_click)
         self.graphics.scene().sigMouseMoved.connect(self._on_mouse_moved)

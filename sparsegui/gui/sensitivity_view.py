@@ -9,6 +9,7 @@ sparsity per tensor against uniform pruning, and Apply Plan applies it as one un
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +37,7 @@ from sparsegui.core.recipe import save_recipe_data
 from sparsegui.core.sensitivity import Sensitivity, parse_levels, scan
 from sparsegui.core.steps import PruneStep
 from sparsegui.gui.blocks_view import LabelAxis
-from sparsegui.gui.charts import PRUNED_BRUSH, SELECTED_BRUSH, UNPRUNED_BRUSH
+from sparsegui.gui.charts import PRUNED_BRUSH, SELECTED_BRUSH, UNPRUNED_BRUSH, grid_cell
 from sparsegui.gui.errors import show_error
 from sparsegui.gui.plot_files import export_png, export_svg
 from sparsegui.gui.session import Selection, Session
@@ -320,35 +321,31 @@ class SensitivityView(QWidget):
             show_error(self, "Cannot use these inputs", exc)
 
     def _save_plan(self) -> None:
-        if self.plan is None:
-            return
-        path, _ = QFileDialog.getSaveFileName(self, "Save plan as a recipe", "plan.json", "Recipes (*.json)")
-        if path:
-            try:
-                save_recipe_data(self.plan.recipe(), path)
-            except SparseGUIError as exc:
-                show_error(self, "Cannot save the plan", exc)
+        if self.plan is not None:
+            plan = self.plan
+            self._save_as("Save plan as a recipe", "plan.json", "Recipes (*.json)", "Cannot save the plan",
+                          lambda path: save_recipe_data(plan.recipe(), path))
 
     def _save_csv(self) -> None:
-        if self.result is None:
-            return
-        path, _ = QFileDialog.getSaveFileName(self, "Export scan", "sensitivity.csv", "CSV (*.csv)")
-        if path:
+        if self.result is not None:
             text = self.result.to_csv()
+            self._save_as("Export scan", "sensitivity.csv", "CSV (*.csv)", "Cannot export the scan",
+                          lambda path: write_text_atomic(path, text))
+
+    def _save_as(self, title: str, name: str, filters: str, failure: str, write: Callable[[str], object]) -> None:
+        """Ask where, then ``write`` there; a refusal is a dialog."""
+        path, _ = QFileDialog.getSaveFileName(self, title, name, filters)
+        if path:
             try:
-                write_text_atomic(path, text)
+                write(path)
             except SparseGUIError as exc:
-                show_error(self, "Cannot export the scan", exc)
+                show_error(self, failure, exc)
 
     def _cell_at(self, pos: QPointF) -> tuple[int, int] | None:
-        box = self.heat.getViewBox()
-        if self.result is None or not box.sceneBoundingRect().contains(pos):
+        """(tensor row, level column) under ``pos``."""
+        if self.result is None:
             return None
-        point = box.mapSceneToView(pos)
-        row, column = round(point.y()), round(point.x())
-        if 0 <= row < len(self.result.curves) and 0 <= column < len(self.result.levels):
-            return row, column
-        return None
+        return grid_cell(self.heat, pos, len(self.result.curves), len(self.result.levels))
 
     def _on_click(self, event: Any) -> None:
         if event.button() != pg.QtCore.Qt.MouseButton.LeftButton:
