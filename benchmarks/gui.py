@@ -237,8 +237,8 @@ def main(argv: list[str] | None = None) -> int:
 
         BackgroundCounter.restart = lambda self: None  # type: ignore[method-assign]
 
+    from sparsegui.collector import freeze_survivors
     from sparsegui.gui.autosave import Autosaver
-    from sparsegui.gui.collector import freeze_survivors
 
     window = MainWindow()
     autosaver = Autosaver(window.controller, Path(tempfile.mkdtemp(prefix="gui-autosave-")) / "autosave.json")

@@ -1,7 +1,5 @@
 """``python -m sparsegui`` runs the same entry point as the ``sparsegui`` command."""
 
-import sys
+from sparsegui.cli import run
 
-from sparsegui.cli import main
-
-sys.exit(main())
+run()

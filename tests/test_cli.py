@@ -853,3 +853,35 @@ def test_subprocess_error_is_one_line_exit_2(tmp_path: Path) -> None:
     assert len(proc.stderr.splitlines()) == 1 and proc.stderr.startswith("error: ")
     assert "step 1" in proc.stderr and "Traceback" not in proc.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.json"]
+
+
+def test_quick_exit_flushes_everything_a_command_printed(tmp_path: Path) -> None:
+    """A headless command ends with os._exit after flushing: a long output through a pipe arrives whole, the file
+    is written, and the exit status is the command's."""
+    recipe = tmp_path / "r.json"
+    recipe.write_text('{"steps": [{"op": "prune", "method": "l1_unstructured", "targets": ["fc1.weight"], '
+                      '"amount": 0.5}]}')
+    proc = _run([sys.executable, "-m", "sparsegui", "apply", str(recipe), "--demo", "lenet", "-o", "out.pt"],
+                tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("applied 1 step(s); wrote out.pt") and proc.stdout.endswith("%)\n")
+    assert torch.load(tmp_path / "out.pt", weights_only=True)["fc1.weight"].eq(0).sum() > 0
+    listing = _run([sys.executable, "-m", "sparsegui", "inspect", "--demo", "transformer", "--json"], tmp_path)
+    assert listing.returncode == 0, listing.stderr
+    assert json.loads(listing.stdout)  # the whole document: a cut-off one would not parse
+
+
+def test_quick_exit_after_the_reader_went_away(tmp_path: Path) -> None:
+    """`sparsegui methods | head -0`: the reader is gone before the command writes; it stops quietly with status
+    0, as Unix tools do, whether the write fails while it prints or at the flush before its quick exit."""
+    env = {**os.environ}
+    env.pop("SPARSEGUI_DEBUG", None)
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # nobody will read: every write meets EPIPE
+    try:
+        proc = subprocess.run([sys.executable, "-m", "sparsegui", "methods"], stdout=write_end,
+                              stderr=subprocess.PIPE, cwd=tmp_path, env=env, timeout=120)
+    finally:
+        os.close(write_end)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == b""

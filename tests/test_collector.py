@@ -1,4 +1,4 @@
-"""The collector policy of the app (gui/collector.py): collections paused while a job builds, survivors frozen after,
+"""The collector policy (sparsegui/collector.py): collections paused while a job builds, survivors frozen after,
 collections back on whatever happens. Plain functions: no Qt needed."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from sparsegui.gui import collector
+from sparsegui import collector
 
 
 @pytest.fixture(autouse=True)

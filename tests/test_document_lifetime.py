@@ -7,7 +7,7 @@ from sparsegui.core.document import Document
 
 def test_a_document_is_freed_by_reference_counting_alone() -> None:
     """The app freezes what is alive after the first import of transformers out of the garbage collector's sight
-    (gui/collector.py): that is only safe because a replaced document holds no reference cycles."""
+    (sparsegui/collector.py): that is only safe because a replaced document holds no reference cycles."""
     import gc
     import weakref
 

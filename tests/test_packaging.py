@@ -44,7 +44,7 @@ def pyproject() -> dict:
 
 def script_name() -> str:
     scripts = pyproject()["project"]["scripts"]
-    assert scripts == {"sparsegui": "sparsegui.cli:main"}
+    assert scripts == {"sparsegui": "sparsegui.cli:run"}
     return next(iter(scripts))
 
 

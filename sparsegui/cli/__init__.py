@@ -6,15 +6,17 @@ Importing this module imports neither torch nor Qt: ``--version`` and ``--help``
 from __future__ import annotations
 
 import argparse
+import contextlib
 import difflib
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NoReturn
 
 from sparsegui import __version__
+from sparsegui.collector import quietly_importing
 from sparsegui.core.errors import SparseGUIError
 from sparsegui.core.paths import check_regular_input
 from sparsegui.core.text import printable
@@ -190,9 +192,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             require_safe_torch()
         if args_list and args_list[0] in SUBCOMMANDS:
-            from sparsegui.cli.commands import run_command
-
-            return run_command(parse_command(args_list))
+            command = parse_command(args_list)
+            # torch and the core: ~1 s of imports that leave 100 000s of objects and no garbage; collecting while
+            # they pile up would walk them again and again
+            run_command = quietly_importing("sparsegui.cli.commands", _command_runner)
+            return run_command(command)
         if args_list and args_list[0] in ("-h", "--help") and len(args_list) == 1:
             build_parser().print_help()
             return 0
@@ -222,9 +226,38 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
 
 
+def _command_runner() -> Callable[[argparse.Namespace], int]:
+    from sparsegui.cli.commands import run_command
+
+    return run_command
+
+
+def run() -> NoReturn:
+    """The ``sparsegui`` console script and ``python -m sparsegui``: :func:`main`, then the exit.
+
+    A headless command ends with :func:`os._exit` once its output is flushed: its files are written, fsynced and
+    renamed by then, and tearing the interpreter down object by object (torch's modules, the model's tensors) would
+    only add a quarter of a second to every command. The app exits the ordinary way.
+    """
+    argv = sys.argv[1:]
+    code = main(argv)
+    if not (argv and argv[0] in SUBCOMMANDS):
+        raise SystemExit(code)
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:  # the reader went away (`| head`): stop quietly, as in main()
+        pass
+    except OSError as exc:  # e.g. a full disk under a redirected stdout
+        _error(f"cannot write the output ({exc.strerror or exc})")
+        code = code or 1
+    with contextlib.suppress(OSError):
+        sys.stderr.flush()
+    os._exit(code)
+
+
 def print_json(value: object) -> None:
     json.dump(value, sys.stdout, indent=2)
     sys.stdout.write("\n")
 
 
-__all__ = ["Path", "build_parser", "main", "print_json"]
+__all__ = ["Path", "build_parser", "main", "print_json", "run"]

@@ -278,6 +278,14 @@ class Pruning:
         return "PruningContainer" if len(self.methods) > 1 else method_class(self.methods[0]).__name__
 
 
+def _masked(values: torch.Tensor, mask: BitMask, start: int, factor: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    """``out`` = entries ``start:start+len(values)`` of ``X_orig * X_mask``: the mask's 0/1 in the weight's dtype
+    (``factor``, at least as long, is scratch) times the values, entry by entry as torch."""
+    n = values.numel()
+    factor[:n].copy_(torch.from_numpy(mask.chunk(start, start + n)))
+    return torch.mul(values, factor[:n], out=out)
+
+
 class TensorState:
     """One prunable tensor at one moment: its values and, when pruned, its :class:`Pruning`."""
 
@@ -302,7 +310,16 @@ class TensorState:
         values = self.values.tensor()
         if self.pruning is None:
             return values
-        return self.pruning.mask.as_dtype(values.dtype, values.device) * values
+        if values.device.type != "cpu" or values.requires_grad:
+            return self.pruning.mask.as_dtype(values.dtype, values.device) * values
+        # piece by piece into one result: no weight-sized mask in the weight's dtype next to it
+        out = torch.empty(values.shape, dtype=values.dtype)
+        flat, into = values.detach().reshape(-1), out.view(-1)
+        factor = torch.empty(min(CHUNK * 4, max(flat.numel(), 1)), dtype=flat.dtype)
+        for start in range(0, flat.numel(), factor.numel()):
+            stop = min(start + factor.numel(), flat.numel())
+            _masked(flat[start:stop], self.pruning.mask, start, factor, into[start:stop])
+        return out
 
     def effective_chunks(self, size: int = CHUNK * 16) -> Iterator[torch.Tensor] | None:
         """The effective tensor flattened, ``size`` entries at a time, computed into a ring of three reused
@@ -320,11 +337,7 @@ class TensorState:
         ring = [torch.empty(size, dtype=flat.dtype) for _ in range(3)]
         for index, start in enumerate(range(0, flat.numel(), size)):
             stop = min(start + size, flat.numel())
-            n = stop - start
-            out = ring[index % 3]
-            factor[:n].copy_(torch.from_numpy(mask.chunk(start, stop)))  # 0/1 in the weight's dtype, as torch
-            torch.mul(flat[start:stop], factor[:n], out=out[:n])  # X_orig * X_mask, entry by entry as torch
-            yield out[:n]
+            yield _masked(flat[start:stop], mask, start, factor, ring[index % 3][: stop - start])
 
     def scan(self) -> Scan:
         """Zeros and NaN/Inf of the effective tensor (counted once; from the mask alone when the values hold

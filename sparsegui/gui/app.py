@@ -13,9 +13,9 @@ from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import QApplication
 
 from sparsegui import __version__
+from sparsegui.collector import freeze_survivors
 from sparsegui.core.document import Document
 from sparsegui.core.loading import LoadOptions, parse_arch_kwargs
-from sparsegui.gui.collector import freeze_survivors
 from sparsegui.gui.errors import ExceptionHandler
 from sparsegui.gui.help import app_icon
 

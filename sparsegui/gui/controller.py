@@ -20,6 +20,7 @@ from typing import Any
 from PySide6.QtCore import QFileSystemWatcher, QObject, QSettings, Signal
 from PySide6.QtWidgets import QMessageBox, QWidget
 
+from sparsegui.collector import quietly_importing
 from sparsegui.core.document import Document
 from sparsegui.core.errors import Cancelled, SparseGUIError, TrustRequired
 from sparsegui.core.loading import LoadOptions
@@ -27,7 +28,6 @@ from sparsegui.core.operations import Change, MaskSource
 from sparsegui.core.progress import CancelToken
 from sparsegui.core.recipe import load_recipe, plan_recipe, recipe_code
 from sparsegui.core.steps import RemoveStep, Step
-from sparsegui.gui.collector import quietly_importing
 from sparsegui.gui.counting import BackgroundCounter
 from sparsegui.gui.errors import show_error
 from sparsegui.gui.session import Session

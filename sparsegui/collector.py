@@ -1,4 +1,4 @@
-"""Python's cyclic garbage collector kept off the UI's back.
+"""Python's cyclic garbage collector kept off the UI's back, and out of a headless command's way.
 
 A full collection walks every tracked object while holding the interpreter: with torch, Qt and ``transformers``
 imported (400 000 objects and more) one takes 100–200 ms, a frozen window. Full collections come while the objects
