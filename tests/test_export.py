@@ -17,7 +17,7 @@ from torch import nn
 from sparsegui.core.demos import LeNet, TinyResNet, TinyTransformer, build_demo, demo_example_input
 from sparsegui.core.document import Document
 from sparsegui.core.errors import ExportError
-from sparsegui.core.export import safetensors_out, writers
+from sparsegui.core.export import LazyTensors, safetensors_out, torch_out, writers
 from sparsegui.core.h5format import read_tensor
 from sparsegui.core.loading import LoadOptions, load_model
 from tests.helpers import assert_same_tensors
@@ -319,12 +319,17 @@ def test_half_dtypes_survive_every_format(tmp_path: Path, dtype: torch.dtype, ex
 # -- atomic writes -------------------------------------------------------------------------------------------------
 
 
-def _failing_torch_save(exc: BaseException) -> Callable[..., None]:
-    def save(obj: object, f: object, *args: object, **kwargs: object) -> None:
-        Path(str(f)).write_bytes(b"PK\x03\x04 partial checkpoint")
-        raise exc
+def _failing_record(exc: BaseException, real: Callable[..., None]) -> Callable[..., None]:
+    """torch's zip writer (as the .pt export drives it), failing at its fifth record: midway through the file."""
+    calls = {"n": 0}
 
-    return save
+    def write_record(self: object, name: str, data: object, size: int) -> None:
+        calls["n"] += 1
+        if calls["n"] == 5:
+            raise exc
+        real(self, name, data, size)
+
+    return write_record
 
 
 def _failing_write_tensor(exc: BaseException, real: Callable[..., object]) -> Callable[..., object]:
@@ -342,7 +347,7 @@ def _failing_write_tensor(exc: BaseException, real: Callable[..., object]) -> Ca
 
 def break_writer(monkeypatch: pytest.MonkeyPatch, ext: str, exc: BaseException) -> None:
     if ext == "pt":
-        monkeypatch.setattr(torch, "save", _failing_torch_save(exc))
+        monkeypatch.setattr(torch_out._Writer, "write_record", _failing_record(exc, torch_out._Writer.write_record))
     elif ext == "safetensors":
         monkeypatch.setattr(safetensors_out, "write_tensor_bytes",
                             _failing_write_tensor(exc, safetensors_out.write_tensor_bytes))
@@ -396,12 +401,11 @@ def test_export_that_fails_verification_is_not_kept(tmp_path: Path, monkeypatch:
     """A written file that does not read back with every tensor is refused and the old target kept."""
     target = tmp_path / "model.pt"
     target.write_bytes(b"previous")
-    real_save = torch.save
 
-    def lossy_save(obj: dict[str, torch.Tensor], f: object, *args: object, **kwargs: object) -> None:
-        real_save({k: v for k, v in obj.items() if k != "fc3.bias"}, f, *args, **kwargs)
+    def lossy_save(target: str, tensors: LazyTensors) -> None:
+        torch.save({k: tensors[k] for k in tensors if k != "fc3.bias"}, target)
 
-    monkeypatch.setattr(torch, "save", lossy_save)
+    monkeypatch.setattr(torch_out, "save", lossy_save)
     with pytest.raises(ExportError, match="expected tensors"):
         pruned_doc().export(target)
     assert target.read_bytes() == b"previous"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from sparsegui.core.demos import DEFAULT_DEMO
@@ -99,11 +100,15 @@ def cmd_apply(args: argparse.Namespace) -> int:
     steps = apply_recipe(doc, recipe, base_dir=recipe_path.parent.resolve(), trust=args.trust)
     if args.device != "cpu":
         doc.move_to("cpu")
-    written = doc.export(args.output, keep_masks=args.keep_masks, shard_size=args.shard_size,
-                         mask_layout=args.mask_layout)
-    if args.masks_out:
-        doc.export_masks(args.masks_out)
-    doc.scan(norms=False)  # the summary's sparsity: only what the masks do not already tell
+    # the summary's sparsity (only what the masks and the pruning pass did not already tell) is counted while the
+    # export writes and waits for the disk: both only read the model
+    with ThreadPoolExecutor(1, thread_name_prefix="sparsegui-summary") as helper:
+        counted = helper.submit(doc.scan, norms=False)
+        written = doc.export(args.output, keep_masks=args.keep_masks, shard_size=args.shard_size,
+                             mask_layout=args.mask_layout)
+        if args.masks_out:
+            doc.export_masks(args.masks_out)
+        counted.result()
     total = Totals(doc.structure, doc.state).total
     zeros = total.zeros or 0
     print(printable(f"applied {steps} step(s); wrote {written} ({total.numel:,} parameters, sparsity "

@@ -158,6 +158,17 @@ def _compare(op: str, keys: torch.Tensor, threshold: int, out: torch.Tensor) -> 
     return out
 
 
+def _inside(keys: torch.Tensor, scratch_keys: torch.Tensor, scratch_bool: torch.Tensor, previous: int, prefix: int,
+            candidates: torch.Tensor | None) -> np.ndarray:
+    """The keys (on the CPU) of candidates whose ``key >> previous == prefix``, compacted into a new array."""
+    array, top, inside = keys.numpy(), scratch_keys.numpy(), scratch_bool.numpy()
+    np.right_shift(array, previous, out=top)
+    np.equal(top, top.dtype.type(prefix), out=inside)
+    if candidates is not None:
+        np.logical_and(inside, candidates.numpy(), out=inside)
+    return array[inside]
+
+
 def mantissa(dtype: torch.dtype) -> int:
     """The mantissa bits of ``dtype``'s bit pattern: the key of +Inf is ``sign_off ^ mantissa``."""
     return {torch.float16: 0x3FF, torch.bfloat16: 0x7F, torch.float32: 0x7FFFFF, torch.float64: (1 << 52) - 1}[dtype]
@@ -274,6 +285,12 @@ class Selection:
                 keys = self._keys(self.chunk(entry, start, stop), buffers)
                 digits = buffers.get("digits", self.ktype, n)
                 cand = entry.candidates(start, stop)
+                if not first_pass and keys.device.type == "cpu":
+                    # few keys share the prefix: pick them out (numpy's ops release the GIL) and count only those
+                    inside = _inside(keys, digits, buffers.get("spare", torch.bool, n), previous, prefix, cand)
+                    picked = np.bitwise_and(np.right_shift(inside, shift), 0xFFFF)
+                    hist += torch.bincount(torch.from_numpy(picked), minlength=_BINS + 1)
+                    continue
                 if not first_pass:
                     spare = buffers.get("spare", torch.bool, n)
                     torch.ne(torch.bitwise_right_shift(keys, previous, out=digits), prefix, out=spare)

@@ -310,15 +310,27 @@ class TensorState:
         values = self.values.tensor()
         if self.pruning is None:
             return values
-        if values.device.type != "cpu" or values.requires_grad:
+        if not self.fillable:
             return self.pruning.mask.as_dtype(values.dtype, values.device) * values
-        # piece by piece into one result: no weight-sized mask in the weight's dtype next to it
         out = torch.empty(values.shape, dtype=values.dtype)
-        flat, into = values.detach().reshape(-1), out.view(-1)
+        self.fill_effective(out.view(-1))
+        return out
+
+    @property
+    def fillable(self) -> bool:
+        """Whether :meth:`fill_effective` can compute the product: pruned values on the CPU (values are always
+        detached from autograd)."""
+        return self.pruning is not None and self.values.device.type == "cpu"
+
+    def fill_effective(self, out: torch.Tensor) -> torch.Tensor:
+        """Write ``X_orig * X_mask`` flattened into ``out`` (1-D, the weight's dtype and size), piece by piece: no
+        weight-sized mask in the weight's dtype next to it. Only when :attr:`fillable`."""
+        assert self.pruning is not None
+        flat = self.values.tensor().detach().reshape(-1)
         factor = torch.empty(min(CHUNK * 4, max(flat.numel(), 1)), dtype=flat.dtype)
         for start in range(0, flat.numel(), factor.numel()):
             stop = min(start + factor.numel(), flat.numel())
-            _masked(flat[start:stop], self.pruning.mask, start, factor, into[start:stop])
+            _masked(flat[start:stop], self.pruning.mask, start, factor, out[start:stop])
         return out
 
     def effective_chunks(self, size: int = CHUNK * 16) -> Iterator[torch.Tensor] | None:

@@ -34,6 +34,9 @@ class Lazy:
     chunks: Callable[[], Iterator[torch.Tensor] | None] | None = None
     """The tensor flattened, piece by piece, when it can be computed that way (a streaming writer's way to avoid
     a full-size temporary); None: use ``produce``."""
+    fill: Callable[[torch.Tensor], torch.Tensor] | None = None
+    """Computes the tensor, flattened, into a given 1-D tensor of its dtype and size (a writer's reused buffer);
+    None: use ``produce``."""
 
 
 class LazyTensors(Mapping[str, torch.Tensor]):
@@ -109,7 +112,7 @@ def _entries(structure: ModelStructure, state: ModelState, keep_masks: bool,
                 out[key] = Lazy(f"values:{canonical}", values.tensor, values.dtype, values.shape)
             else:
                 out[key] = Lazy(f"effective:{canonical}", ts.effective, values.dtype, values.shape,
-                                ts.effective_chunks)
+                                ts.effective_chunks, ts.fill_effective if ts.fillable else None)
         for buffer in slot.buffers:
             tensor = buffer.tensor
             if buffer.persistent and tensor is not None and buffer.name in layout.buffers:

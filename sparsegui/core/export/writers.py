@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import h5py
 import torch
@@ -13,6 +13,7 @@ from safetensors import safe_open
 
 from sparsegui import __version__
 from sparsegui.core.errors import ExportError
+from sparsegui.core.export import torch_out
 from sparsegui.core.export.atomic import atomic_write
 from sparsegui.core.export.safetensors_out import write_safetensors
 from sparsegui.core.export.state import LazyTensors
@@ -33,20 +34,22 @@ def format_for(path: Path) -> str:
     return fmt
 
 
-def _all(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    return state.materialized() if isinstance(state, LazyTensors) else dict(state)
+def _save_torch(target: str | IO[bytes], state: Mapping[str, torch.Tensor]) -> None:
+    if isinstance(state, LazyTensors):
+        torch_out.save(target, state)  # products computed as the writer reaches them
+    else:
+        torch.save(dict(state), target)
 
 
 def _write_torch(path: Path, state: Mapping[str, torch.Tensor]) -> None:
-    data = _all(state)
     try:
-        torch.save(data, str(path))
+        _save_torch(str(path), state)
     except RuntimeError:
         # torch's file writer reports a full disk as "unexpected pos …"; written through a Python file, the same
         # failure carries its OSError (ENOSPC, EFBIG): write again that way to report the real cause
         with path.open("wb") as handle:
             try:
-                torch.save(data, handle)
+                _save_torch(handle, state)
             except RuntimeError as exc:
                 if isinstance(exc.__context__, OSError):
                     raise exc.__context__ from exc

@@ -1,0 +1,148 @@
+"""``.pt`` exports written by torch's own serializer, each pruned product computed just before it is written.
+
+``torch.save`` needs every tensor in memory before it writes a byte: a clean export would hold the products of the
+whole model at once (13.5 GB for a 7B bf16), and compute them all before writing starts. Here the same serializer
+(``torch.serialization._save`` inside ``_open_zipfile_writer``, what ``torch.save`` runs) pickles the state_dict
+with a placeholder for each product: an allocation never touched, so it holds no memory. Its zip writer is wrapped:
+when it asks for a placeholder's record, it gets the product instead, computed by a helper thread into one of two
+reused buffers while the previous record was being written. The file is ``torch.save``'s, record for record
+(a test compares the bytes). With a torch that lacks those two functions, ``torch.save`` of the products.
+"""
+
+from __future__ import annotations
+
+import pickle
+import queue
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import IO, Any
+
+import torch
+import torch.serialization
+
+from sparsegui.core.export.state import LazyTensors
+
+_SAVE = getattr(torch.serialization, "_save", None)
+_OPEN = getattr(torch.serialization, "_open_zipfile_writer", None)
+_PROTOCOL = getattr(torch.serialization, "DEFAULT_PROTOCOL", 2)
+RING = 2
+"""Buffers the products take turns in: one being written while the next is computed."""
+
+
+@dataclass(frozen=True)
+class _Job:
+    """A product to compute into a buffer when the writer reaches the placeholder ``holder`` (its data pointer)."""
+
+    holder: int
+    fill: Callable[[torch.Tensor], torch.Tensor]
+    dtype: torch.dtype
+    numel: int
+    nbytes: int
+
+
+def save(target: str | IO[bytes], tensors: LazyTensors) -> None:
+    """Write ``tensors`` as ``torch.save`` would write the dict of them (ties shared), products just in time."""
+    data, jobs = _placeholders(tensors)
+    if not jobs or _SAVE is None or _OPEN is None:
+        torch.save(tensors.materialized(), target)
+        return
+    products = _Products(jobs)
+    try:
+        with _OPEN(target) as writer:
+            _SAVE(data, _Writer(writer, products), pickle, _PROTOCOL, False)
+    finally:
+        products.close()
+
+
+def _placeholders(tensors: LazyTensors) -> tuple[dict[str, torch.Tensor], list[_Job]]:
+    """The dict ``torch.save`` would get, each product that can be computed into a buffer replaced by an untouched
+    tensor of its shape and dtype; the products in the order the pickler will first meet them."""
+    data: dict[str, torch.Tensor] = {}
+    shared: dict[str, torch.Tensor] = {}
+    jobs: list[_Job] = []
+    for key in tensors:
+        lazy = tensors.info(key)
+        if lazy.ident not in shared:
+            numel = 1
+            for size in lazy.shape:
+                numel *= size
+            if lazy.fill is not None and numel > 0:
+                holder = torch.empty(lazy.shape, dtype=lazy.dtype)  # virtual memory only: it is never written
+                jobs.append(_Job(holder.untyped_storage().data_ptr(), lazy.fill, lazy.dtype, numel,
+                                 holder.untyped_storage().nbytes()))
+            else:
+                holder = tensors[key]
+            shared[lazy.ident] = holder
+        data[key] = shared[lazy.ident]
+    return data, jobs
+
+
+class _Writer:
+    """torch's zip writer, except that a placeholder's record is written from its product."""
+
+    def __init__(self, inner: Any, products: _Products) -> None:
+        self._inner = inner
+        self._products = products
+
+    def write_record(self, name: str, data: Any, size: int) -> None:
+        if isinstance(data, torch.UntypedStorage) and self._products.holds(data.data_ptr()):
+            buffer = self._products.take(data.data_ptr())
+            try:
+                self._inner.write_record(name, buffer.untyped_storage(), size)
+            finally:
+                self._products.give_back()
+            return
+        self._inner.write_record(name, data, size)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
+class _Products:
+    """A helper thread computing the products in order, each into the next free buffer of a ring."""
+
+    def __init__(self, jobs: list[_Job]) -> None:
+        self._jobs = jobs
+        self._holders = {job.holder for job in jobs}
+        size = max(job.nbytes for job in jobs)
+        self._ring = [torch.empty(size, dtype=torch.uint8) for _ in range(min(RING, len(jobs)))]
+        self._free = threading.Semaphore(len(self._ring))
+        self._ready: queue.Queue[tuple[int, torch.Tensor] | BaseException] = queue.Queue()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="sparsegui-export-products", daemon=True)
+        self._thread.start()
+
+    def holds(self, holder: int) -> bool:
+        return holder in self._holders
+
+    def _run(self) -> None:
+        try:
+            for index, job in enumerate(self._jobs):
+                self._free.acquire()
+                if self._stop.is_set():
+                    return
+                buffer = self._ring[index % len(self._ring)]
+                job.fill(buffer[: job.nbytes].view(job.dtype))
+                self._ready.put((job.holder, buffer))
+        except BaseException as exc:  # handed to the writer, which raises it
+            self._ready.put(exc)
+
+    def take(self, holder: int) -> torch.Tensor:
+        """The buffer holding the product of ``holder`` (waits for it); :meth:`give_back` once written."""
+        item = self._ready.get()
+        if isinstance(item, BaseException):
+            raise item
+        made, buffer = item
+        if made != holder:
+            raise AssertionError("torch's serializer asked for the tensors in an unexpected order")
+        return buffer
+
+    def give_back(self) -> None:
+        self._free.release()
+
+    def close(self) -> None:
+        """Stop the helper (after a failure it may be waiting for a buffer) and wait for it."""
+        self._stop.set()
+        self._free.release(len(self._ring))
+        self._thread.join()
