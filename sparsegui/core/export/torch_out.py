@@ -6,15 +6,18 @@ whole model at once (13.5 GB for a 7B bf16), and compute them all before writing
 with a placeholder for each product: an allocation never touched, so it holds no memory. Its zip writer is wrapped:
 when it asks for a placeholder's record, it gets the product instead, computed by a helper thread into one of two
 reused buffers while the previous record was being written. The file is ``torch.save``'s, record for record
-(a test compares the bytes). With a torch that lacks those two functions, ``torch.save`` of the products.
+(a test compares the bytes). With a torch that lacks those two functions, ``torch.save`` of the products. Every
+``.pt`` export goes this way, also one with nothing to compute: the file's data reaches the disk before torch's
+writer closes it (see :func:`_flush`).
 """
 
 from __future__ import annotations
 
+import os
 import pickle
 import queue
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import IO, Any
 
@@ -41,18 +44,33 @@ class _Job:
     nbytes: int
 
 
-def save(target: str | IO[bytes], tensors: LazyTensors) -> None:
-    """Write ``tensors`` as ``torch.save`` would write the dict of them (ties shared), products just in time."""
-    data, jobs = _placeholders(tensors)
-    if not jobs or _SAVE is None or _OPEN is None:
-        torch.save(tensors.materialized(), target)
+def save(target: str | IO[bytes], tensors: Mapping[str, torch.Tensor]) -> None:
+    """Write ``tensors`` as ``torch.save`` would write the dict of them (ties shared); the products of
+    :class:`LazyTensors` just in time."""
+    if _SAVE is None or _OPEN is None:
+        torch.save(tensors.materialized() if isinstance(tensors, LazyTensors) else dict(tensors), target)
         return
-    products = _Products(jobs)
+    data, jobs = _placeholders(tensors) if isinstance(tensors, LazyTensors) else (dict(tensors), [])
+    products = _Products(jobs) if jobs else None
     try:
         with _OPEN(target) as writer:
-            _SAVE(data, _Writer(writer, products), pickle, _PROTOCOL, False)
+            _SAVE(data, writer if products is None else _Writer(writer, products), pickle, _PROTOCOL, False)
+            if isinstance(target, str):
+                _flush(target)
     finally:
-        products.close()
+        if products is not None:
+            products.close()
+
+
+def _flush(path: str) -> None:
+    """Write the file's data to disk now, before torch's writer closes it. ext4 flushes a file that was truncated
+    when opened (torch opens the temporary file with "wb") as it is closed, and torch closes it holding the
+    interpreter lock: at 124M that froze the app for 100 ms. Here the same flush waits with the lock released."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _placeholders(tensors: LazyTensors) -> tuple[dict[str, torch.Tensor], list[_Job]]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import h5py
 import torch
@@ -34,22 +34,15 @@ def format_for(path: Path) -> str:
     return fmt
 
 
-def _save_torch(target: str | IO[bytes], state: Mapping[str, torch.Tensor]) -> None:
-    if isinstance(state, LazyTensors):
-        torch_out.save(target, state)  # products computed as the writer reaches them
-    else:
-        torch.save(dict(state), target)
-
-
 def _write_torch(path: Path, state: Mapping[str, torch.Tensor]) -> None:
     try:
-        _save_torch(str(path), state)
+        torch_out.save(str(path), state)  # products computed as the writer reaches them
     except RuntimeError:
         # torch's file writer reports a full disk as "unexpected pos …"; written through a Python file, the same
         # failure carries its OSError (ENOSPC, EFBIG): write again that way to report the real cause
         with path.open("wb") as handle:
             try:
-                _save_torch(handle, state)
+                torch_out.save(handle, state)
             except RuntimeError as exc:
                 if isinstance(exc.__context__, OSError):
                     raise exc.__context__ from exc
