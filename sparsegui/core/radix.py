@@ -234,8 +234,8 @@ class Selection:
         self._chunks = sum(math.ceil(e.numel / CHUNK) for e in entries) or 1
         self._read = 0
         self._lock = threading.Lock()
-        self.first: list[torch.Tensor | None] = [
-            None if invert else torch.zeros(_BINS + 1, dtype=torch.int64, device=self.device) for _ in entries]
+        # per entry, from the first pass: keys in the lowest digit (zeros among them) and NaN/±Inf (tally())
+        self.first: list[list[int] | None] = [None if invert else [0, 0] for _ in entries]
 
     def _advance(self, what: str) -> None:
         """One more chunk read in this pass (from any thread): cancel is checked, progress reported now and then."""
@@ -272,13 +272,15 @@ class Selection:
         """Counts of the 16-bit digit at ``shift`` among candidates whose ``key >> previous == prefix``: in all, and
         each segment's own (after the last pass they say how many candidates of each segment tie)."""
         first_pass = previous < 0
+        infinite = self._infinite_digit()
 
-        def one(position: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        def one(position: int) -> tuple[torch.Tensor, tuple[int, int] | None]:
             segment = self.segments[position]
             buffers = scratch(self.device)  # this thread's own
             entry = self.entries[segment.index]
-            hist = torch.zeros(_BINS + 1, dtype=torch.int64, device=self.device)
-            before = torch.zeros_like(hist) if first_pass and self.first[segment.index] is not None else None
+            hist = buffers.get("hist", torch.int64, _BINS + 1).zero_()
+            before = (buffers.get("before", torch.int64, _BINS + 1).zero_()
+                      if first_pass and self.first[segment.index] is not None else None)
             for start, stop in _spans(segment.start, segment.stop):
                 self._advance("finding the threshold")
                 n = stop - start
@@ -307,31 +309,36 @@ class Selection:
                     digits.masked_fill_(cand.logical_not(), _BINS)
                     counts = torch.bincount(digits, minlength=_BINS + 1)
                 hist += counts
-            return hist, before
+            # kept until the pass ends, one per segment: 4 bytes a bin when the counts fit
+            kept = hist.to(torch.int32) if segment.stop - segment.start < 2**31 else hist.clone()
+            tally = None if before is None else (int(before[0]), int(before[infinite:_BINS].sum()))
+            return kept, tally
 
         results = self._run(one)
         total = torch.zeros(_BINS + 1, dtype=torch.int64, device=self.device)
-        for segment, (hist, before) in zip(self.segments, results, strict=True):
+        for segment, (hist, tally) in zip(self.segments, results, strict=True):
             total += hist
             first = self.first[segment.index]
-            if before is not None and first is not None:
-                first += before
+            if tally is not None and first is not None:
+                first[0] += tally[0]
+                first[1] += tally[1]
         return total[:_BINS], [hist for hist, _ in results]
+
+    def _infinite_digit(self) -> int:
+        """The first pass's digit of +Inf's key: it and the digits above hold NaN and ±Inf."""
+        return (self.sign_off ^ mantissa(self.dtype)) >> self.shifts[0]
 
     def tally(self) -> list[tuple[int | None, int] | None]:
         """Per entry, (zeros, NaN/±Inf) of its values read off the first pass's histogram: NaN/Inf exactly (their
         keys start a digit), zeros exactly for 16-bit floats and, for wider ones, known to be 0 when the lowest
         digit is empty (None otherwise: a count would need another pass). None for an entry not histogrammed."""
         out: list[tuple[int | None, int] | None] = []
-        shift = self.shifts[0]
-        infinite = (self.sign_off ^ mantissa(self.dtype)) >> shift
-        for hist in self.first:
-            if hist is None:
+        for first in self.first:
+            if first is None:
                 out.append(None)
                 continue
-            low = int(hist[0])
-            zeros = low if shift == 0 else (0 if low == 0 else None)
-            out.append((zeros, int(hist[infinite:_BINS].sum())))
+            low, nonfinite = first
+            out.append((low if self.shifts[0] == 0 else (0 if low == 0 else None), nonfinite))
         return out
 
     def masks(self, amount: float | int) -> list[BitMask]:

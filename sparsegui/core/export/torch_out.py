@@ -13,6 +13,7 @@ writer closes it (see :func:`_flush`).
 
 from __future__ import annotations
 
+import math
 import os
 import pickle
 import queue
@@ -40,7 +41,6 @@ class _Job:
     holder: int
     fill: Callable[[torch.Tensor], torch.Tensor]
     dtype: torch.dtype
-    numel: int
     nbytes: int
 
 
@@ -82,13 +82,10 @@ def _placeholders(tensors: LazyTensors) -> tuple[dict[str, torch.Tensor], list[_
     for key in tensors:
         lazy = tensors.info(key)
         if lazy.ident not in shared:
-            numel = 1
-            for size in lazy.shape:
-                numel *= size
-            if lazy.fill is not None and numel > 0:
+            if lazy.fill is not None and math.prod(lazy.shape) > 0:
                 holder = torch.empty(lazy.shape, dtype=lazy.dtype)  # virtual memory only: it is never written
-                jobs.append(_Job(holder.untyped_storage().data_ptr(), lazy.fill, lazy.dtype, numel,
-                                 holder.untyped_storage().nbytes()))
+                storage = holder.untyped_storage()
+                jobs.append(_Job(storage.data_ptr(), lazy.fill, lazy.dtype, storage.nbytes()))
             else:
                 holder = tensors[key]
             shared[lazy.ident] = holder
