@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import torch
 
 from sparsegui.core.bitmask import CHUNK, BitMask
+from sparsegui.core.progress import CancelToken, check
 from sparsegui.core.state import Baked, TensorState, Values, computable, squares
 
 
@@ -76,26 +77,28 @@ def norm_removed_known(ts: TensorState) -> float | None:
     return None if energy is None else energy.norm_removed
 
 
-def measure(ts: TensorState) -> Energy:
-    """The energy of ``ts`` (one pass over the loaded values and the masks, then cached)."""
+def measure(ts: TensorState, cancel: CancelToken | None = None) -> Energy:
+    """The energy of ``ts`` (one pass over the loaded values and the masks, then cached; ``cancel`` stops the pass
+    between chunks, keeping nothing)."""
     energy = known(ts)
     if energy is not None:
         return energy
     root, masks = lineage(ts)
     if not masks:
-        sumsq = root.scan().sumsq
+        sumsq = root.scan(cancel).sumsq
         energy = Energy(math.nan if sumsq is None else sumsq, 0.0)
     else:
-        energy = _pass(root.tensor(), masks)
+        energy = _pass(root.tensor(), masks, cancel)
     with _lock:
         _cache[ts] = energy
     return energy
 
 
-def _pass(values: torch.Tensor, masks: list[BitMask]) -> Energy:
+def _pass(values: torch.Tensor, masks: list[BitMask], cancel: CancelToken | None = None) -> Energy:
     flat = values.detach().reshape(-1)
     total = removed = 0.0
     for start in range(0, flat.numel(), CHUNK):
+        check(cancel)
         stop = min(start + CHUNK, flat.numel())
         part = computable(flat[start:stop])
         if part.dtype != values.dtype and not part.is_floating_point():

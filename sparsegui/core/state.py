@@ -27,6 +27,7 @@ import torch
 from torch.nn.utils import prune
 
 from sparsegui.core.bitmask import CHUNK, BitMask
+from sparsegui.core.progress import CancelToken, check
 
 
 @dataclass(frozen=True)
@@ -68,14 +69,16 @@ def _count_zeros(part: torch.Tensor) -> int:
     return part.numel() - int(torch.count_nonzero(part))
 
 
-def scan(tensor: torch.Tensor) -> Scan:
-    """Count zeros and NaN/Inf of ``tensor`` chunk by chunk (no full-size temporary)."""
+def scan(tensor: torch.Tensor, cancel: CancelToken | None = None) -> Scan:
+    """Count zeros and NaN/Inf of ``tensor`` chunk by chunk (no full-size temporary); ``cancel`` is checked before
+    each chunk."""
     if tensor.is_meta:
         return Scan(0, 0)
     flat = tensor.detach().reshape(-1)
     zeros = nonfinite = 0
     sumsq: float | None = 0.0
     for start in range(0, flat.numel(), CHUNK):
+        check(cancel)
         part = computable(flat[start : start + CHUNK])
         zeros += _count_zeros(part)
         if part.is_floating_point() or part.is_complex():
@@ -101,7 +104,7 @@ def count_zeros(tensor: torch.Tensor) -> int:
     return scan(tensor).zeros
 
 
-def masked_scan(values: torch.Tensor, mask: BitMask, known: Scan | None) -> Scan:
+def masked_scan(values: torch.Tensor, mask: BitMask, known: Scan | None, cancel: CancelToken | None = None) -> Scan:
     """The :class:`Scan` of ``mask * values`` without computing the product: a pruned entry is zero unless its value
     is NaN or ±Inf (``0 × NaN`` is NaN), a kept entry is zero where its value is."""
     if known is not None and known.nonfinite == 0 and known.zeros == 0:
@@ -109,6 +112,7 @@ def masked_scan(values: torch.Tensor, mask: BitMask, known: Scan | None) -> Scan
     flat = values.detach().reshape(-1)
     zeros = nonfinite = 0
     for start, stop, keep in mask.chunks():
+        check(cancel)
         part = computable(flat[start:stop])
         kept = torch.from_numpy(keep)
         if part.device.type != "cpu":
@@ -151,11 +155,11 @@ class Values:
         """The values (the original is shared, not copied; a product is computed now)."""
         raise NotImplementedError
 
-    def scan(self) -> Scan:
-        """Zeros and NaN/Inf of the values (one pass, done once)."""
+    def scan(self, cancel: CancelToken | None = None) -> Scan:
+        """Zeros and NaN/Inf of the values (one pass, done once; a cancelled pass keeps nothing)."""
         with self._lock:
             if self._scan is None:
-                self._scan = self._known() or scan(self.tensor())
+                self._scan = self._known() or scan(self.tensor(), cancel)
             return self._scan
 
     @property
@@ -351,16 +355,16 @@ class TensorState:
             stop = min(start + size, flat.numel())
             yield _masked(flat[start:stop], mask, start, factor, ring[index % 3][: stop - start])
 
-    def scan(self) -> Scan:
+    def scan(self, cancel: CancelToken | None = None) -> Scan:
         """Zeros and NaN/Inf of the effective tensor (counted once; from the mask alone when the values hold
-        neither zeros nor NaN/Inf)."""
+        neither zeros nor NaN/Inf; ``cancel`` stops the pass between chunks, keeping nothing)."""
         with self._lock:
             if self._scan is None:
                 known = self.scanned
                 if known is None:
-                    values = self.values.scan()
+                    values = self.values.scan(cancel)
                     known = values if self.pruning is None else \
-                        masked_scan(self.values.tensor(), self.pruning.mask, values)
+                        masked_scan(self.values.tensor(), self.pruning.mask, values, cancel)
                 self._scan = known
             return self._scan
 

@@ -50,10 +50,11 @@ def measured(ts: TensorState) -> bool:
     return ts.scanned is not None and energy.known(ts) is not None
 
 
-def measure(ts: TensorState) -> None:
-    """Count the zeros and measure the norm removed of ``ts`` (each at most one pass, then cached)."""
-    ts.scan()
-    energy.measure(ts)
+def measure(ts: TensorState, cancel: CancelToken | None = None) -> None:
+    """Count the zeros and measure the norm removed of ``ts`` (each at most one pass, then cached); ``cancel`` stops
+    a pass between chunks (:class:`~sparsegui.core.errors.Cancelled`), keeping nothing of it."""
+    ts.scan(cancel)
+    energy.measure(ts, cancel)
 
 
 class Totals:
@@ -124,7 +125,7 @@ def count_all(state: ModelState, names: Iterable[str], progress: ProgressCallbac
         check(cancel)
         report(progress, index / max(len(todo), 1), f"counting zeros of {name}")
         if norms:
-            measure(state.tensors[name])
+            measure(state.tensors[name], cancel)
         else:
-            state.tensors[name].scan()
+            state.tensors[name].scan(cancel)
     report(progress, 1.0, "counted")

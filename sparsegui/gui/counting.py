@@ -13,6 +13,7 @@ import time
 
 from PySide6.QtCore import QObject, Signal
 
+from sparsegui.core.errors import Cancelled
 from sparsegui.core.progress import CancelToken
 from sparsegui.core.state import ModelState
 from sparsegui.core.stats import measure, measured
@@ -96,7 +97,10 @@ class BackgroundCounter(QObject):
             if name is None:
                 break
             self._emit(float(done) / total, f"counting zeros: {name}")
-            measure(state.tensors[name])
+            try:
+                measure(state.tensors[name], token)  # a replaced state stops the pass within a chunk
+            except Cancelled:
+                break
             done += 1
             if time.monotonic() - last > REPORT_EVERY:
                 last = time.monotonic()

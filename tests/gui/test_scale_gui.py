@@ -14,6 +14,7 @@ from sparsegui.core import state as state_module
 from sparsegui.core.document import Document
 from sparsegui.core.loading import LoadedModel
 from sparsegui.core.loading.source import SourceInfo
+from sparsegui.core.progress import CancelToken
 from sparsegui.core.stats import Totals
 from sparsegui.core.steps import PruneStep
 from sparsegui.gui.charts import BACKGROUND_LIMIT
@@ -38,9 +39,9 @@ def counted(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, bool]]:
     calls: list[tuple[int, bool]] = []
     real = state_module.scan
 
-    def scan(tensor: torch.Tensor) -> state_module.Scan:
+    def scan(tensor: torch.Tensor, cancel: CancelToken | None = None) -> state_module.Scan:
         calls.append((tensor.numel(), threading.current_thread() is threading.main_thread()))
-        return real(tensor)
+        return real(tensor, cancel)
 
     monkeypatch.setattr(state_module, "scan", scan)
     return calls
