@@ -16,7 +16,7 @@ from sparsegui.core.document import Document
 from sparsegui.core.export import torch_out
 from sparsegui.core.export.state import LazyTensors, export_tensors
 from sparsegui.core.loading import LoadedModel, SourceInfo
-from sparsegui.core.state import TensorState
+from sparsegui.core.state import Baked, TensorState
 
 
 class Tied(nn.Module):
@@ -151,3 +151,28 @@ def test_export_through_a_document_loads_in_torch(tmp_path: Path) -> None:
     loaded = torch.load(written, weights_only=True)
     assert list(loaded) == list(doc.source.key_order)
     assert int((loaded["body.0.weight"] == 0).sum()) > 0
+
+
+def test_removed_pruning_is_written_just_in_time_as_torch_leaves_it() -> None:
+    """After ``remove`` the product is the tensor's value: it too is computed as the writer reaches it, and the file
+    holds what ``prune.remove`` leaves in torch."""
+    doc = _doc()
+    doc.remove(["body.0.weight", "body.2.weight"])
+    doc.prune("l1_unstructured", ["body.0.weight"], amount=0.3)  # pruned again on top of a removed product
+    tensors = _tensors(doc)
+    assert tensors.info("body.2.weight").fill is not None
+    ours, theirs = io.BytesIO(), io.BytesIO()
+    torch_out.save(ours, tensors)
+    torch.save(tensors.materialized(), theirs)
+    assert ours.getvalue() == theirs.getvalue()
+    loaded = torch.load(io.BytesIO(ours.getvalue()), weights_only=True)
+    baked = doc.state.tensors["body.2.weight"].values
+    assert isinstance(baked, Baked)
+    before = baked.before.tensor()
+    reference = before * baked.mask.as_dtype(before.dtype)  # torch's apply_mask: orig * mask, in one op
+    assert torch.equal(loaded["body.2.weight"].view(torch.uint8), reference.view(torch.uint8))
+    again = doc.state.tensors["body.0.weight"]
+    assert again.pruning is not None and isinstance(again.values, Baked)
+    first = again.values.before.tensor() * again.values.mask.as_dtype(torch.float32)
+    reference = first * again.pruning.mask.as_dtype(torch.float32)
+    assert torch.equal(loaded["body.0.weight"].view(torch.uint8), reference.view(torch.uint8))

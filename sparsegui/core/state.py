@@ -236,7 +236,15 @@ class Baked(Values):
 
     def tensor(self) -> torch.Tensor:
         before = self.before.tensor()
-        return self.mask.as_dtype(before.dtype, before.device) * before
+        if before.device.type != "cpu":
+            return self.mask.as_dtype(before.dtype, before.device) * before
+        out = torch.empty(before.shape, dtype=before.dtype)
+        fill_masked(before, self.mask, out.view(-1))
+        return out
+
+    def fill(self, out: torch.Tensor) -> torch.Tensor:
+        """Write the values flattened into ``out`` (1-D, their dtype and size; on the CPU)."""
+        return fill_masked(self.before.tensor(), self.mask, out)
 
     def _known(self) -> Scan | None:
         known = self.before.scanned
@@ -280,6 +288,17 @@ class Pruning:
     @property
     def hook_class(self) -> str:
         return "PruningContainer" if len(self.methods) > 1 else method_class(self.methods[0]).__name__
+
+
+def fill_masked(values: torch.Tensor, mask: BitMask, out: torch.Tensor) -> torch.Tensor:
+    """``out`` (1-D, ``values``' dtype and size, on the CPU) = ``values * mask`` flattened, as torch's
+    ``X_orig * X_mask``, piece by piece: no weight-sized mask in the weight's dtype next to it."""
+    flat = values.detach().reshape(-1)
+    factor = torch.empty(min(CHUNK * 4, max(flat.numel(), 1)), dtype=flat.dtype)
+    for start in range(0, flat.numel(), factor.numel()):
+        stop = min(start + factor.numel(), flat.numel())
+        _masked(flat[start:stop], mask, start, factor, out[start:stop])
+    return out
 
 
 def _masked(values: torch.Tensor, mask: BitMask, start: int, factor: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
@@ -327,15 +346,10 @@ class TensorState:
         return self.pruning is not None and self.values.device.type == "cpu"
 
     def fill_effective(self, out: torch.Tensor) -> torch.Tensor:
-        """Write ``X_orig * X_mask`` flattened into ``out`` (1-D, the weight's dtype and size), piece by piece: no
-        weight-sized mask in the weight's dtype next to it. Only when :attr:`fillable`."""
+        """Write ``X_orig * X_mask`` flattened into ``out`` (1-D, the weight's dtype and size). Only when
+        :attr:`fillable`."""
         assert self.pruning is not None
-        flat = self.values.tensor().detach().reshape(-1)
-        factor = torch.empty(min(CHUNK * 4, max(flat.numel(), 1)), dtype=flat.dtype)
-        for start in range(0, flat.numel(), factor.numel()):
-            stop = min(start + factor.numel(), flat.numel())
-            _masked(flat[start:stop], self.pruning.mask, start, factor, out[start:stop])
-        return out
+        return fill_masked(self.values.tensor(), self.pruning.mask, out)
 
     def effective_chunks(self, size: int = CHUNK * 16) -> Iterator[torch.Tensor] | None:
         """The effective tensor flattened, ``size`` entries at a time, computed into a ring of three reused

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import torch
 
 from sparsegui.core.names import qualify
-from sparsegui.core.state import ModelState, Pruning
+from sparsegui.core.state import Baked, ModelState, Pruning
 from sparsegui.core.structure import ModelStructure
 
 Producer = Callable[[], torch.Tensor]
@@ -109,7 +109,9 @@ def _entries(structure: ModelStructure, state: ModelState, keep_masks: bool,
                 continue  # tied by the config, absent from the source: leave it out as the source did
             values = ts.values
             if keep_masks or ts.pruning is None:
-                out[key] = Lazy(f"values:{canonical}", values.tensor, values.dtype, values.shape)
+                # a product made permanent by remove is computed as the writer reaches it, like a pruned one
+                baked = values.fill if isinstance(values, Baked) and values.device.type == "cpu" else None
+                out[key] = Lazy(f"values:{canonical}", values.tensor, values.dtype, values.shape, fill=baked)
             else:
                 out[key] = Lazy(f"effective:{canonical}", ts.effective, values.dtype, values.shape,
                                 ts.effective_chunks, ts.fill_effective if ts.fillable else None)
