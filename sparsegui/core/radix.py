@@ -161,12 +161,10 @@ def _compare(op: str, keys: torch.Tensor, threshold: int, out: torch.Tensor) -> 
 def _inside(keys: torch.Tensor, scratch_keys: torch.Tensor, scratch_bool: torch.Tensor, previous: int, prefix: int,
             candidates: torch.Tensor | None) -> np.ndarray:
     """The keys (on the CPU) of candidates whose ``key >> previous == prefix``, compacted into a new array."""
-    array, top, inside = keys.numpy(), scratch_keys.numpy(), scratch_bool.numpy()
-    np.right_shift(array, previous, out=top)
-    np.equal(top, top.dtype.type(prefix), out=inside)
+    inside = _compare("equal", torch.bitwise_right_shift(keys, previous, out=scratch_keys), prefix, scratch_bool)
     if candidates is not None:
-        np.logical_and(inside, candidates.numpy(), out=inside)
-    return array[inside]
+        inside &= candidates
+    return keys.numpy()[inside.numpy()]
 
 
 def mantissa(dtype: torch.dtype) -> int:

@@ -235,12 +235,7 @@ class Baked(Values):
         return self.before.device
 
     def tensor(self) -> torch.Tensor:
-        before = self.before.tensor()
-        if before.device.type != "cpu":
-            return self.mask.as_dtype(before.dtype, before.device) * before
-        out = torch.empty(before.shape, dtype=before.dtype)
-        fill_masked(before, self.mask, out.view(-1))
-        return out
+        return masked_product(self.before.tensor(), self.mask)
 
     def fill(self, out: torch.Tensor) -> torch.Tensor:
         """Write the values flattened into ``out`` (1-D, their dtype and size; on the CPU)."""
@@ -290,6 +285,16 @@ class Pruning:
         return "PruningContainer" if len(self.methods) > 1 else method_class(self.methods[0]).__name__
 
 
+def masked_product(values: torch.Tensor, mask: BitMask) -> torch.Tensor:
+    """``values * mask`` as torch's ``X_orig * X_mask`` (in the values' dtype); on the CPU into one new tensor,
+    piece by piece."""
+    if values.device.type != "cpu":
+        return mask.as_dtype(values.dtype, values.device) * values
+    out = torch.empty(values.shape, dtype=values.dtype)
+    fill_masked(values, mask, out.view(-1))
+    return out
+
+
 def fill_masked(values: torch.Tensor, mask: BitMask, out: torch.Tensor) -> torch.Tensor:
     """``out`` (1-D, ``values``' dtype and size, on the CPU) = ``values * mask`` flattened, as torch's
     ``X_orig * X_mask``, piece by piece: no weight-sized mask in the weight's dtype next to it."""
@@ -331,13 +336,7 @@ class TensorState:
     def effective(self) -> torch.Tensor:
         """The tensor the forward uses: ``X_orig * X_mask`` (in ``X_orig``'s dtype, as torch) or the values."""
         values = self.values.tensor()
-        if self.pruning is None:
-            return values
-        if not self.fillable:
-            return self.pruning.mask.as_dtype(values.dtype, values.device) * values
-        out = torch.empty(values.shape, dtype=values.dtype)
-        self.fill_effective(out.view(-1))
-        return out
+        return values if self.pruning is None else masked_product(values, self.pruning.mask)
 
     @property
     def fillable(self) -> bool:
